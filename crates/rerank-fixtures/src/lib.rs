@@ -1,0 +1,107 @@
+//! Test support for the committed fixtures in `tests/fixtures/` (made by
+//! `scripts/reference/make_fixtures.py`).
+//!
+//! Model folders are stored with gzipped weights and tokenizers; [`model_dir`] unpacks one once
+//! into `target/test-fixtures/` and returns the folder, ready to load.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The repository's `tests/fixtures` folder.
+pub fn fixtures_root() -> PathBuf {
+    workspace_root().join("tests").join("fixtures")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fixture model folder with every `*.gz` file unpacked (cached under `target/`).
+pub fn model_dir(name: &str) -> PathBuf {
+    let src = fixtures_root().join(name);
+    let dest = workspace_root()
+        .join("target")
+        .join("test-fixtures")
+        .join(name);
+    if dest.join(".complete").is_file() {
+        return dest;
+    }
+    let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
+    fs::create_dir_all(&tmp).expect("create fixture dir");
+    for entry in fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let path = entry.expect("fixture entry").path();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        match file.strip_suffix(".gz") {
+            Some(plain) => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(fs::File::open(&path).expect("open gz"))
+                    .read_to_end(&mut out)
+                    .expect("gunzip fixture");
+                fs::write(tmp.join(plain), out).expect("write fixture");
+            }
+            None => {
+                fs::copy(&path, tmp.join(file)).expect("copy fixture");
+            }
+        }
+    }
+    fs::write(tmp.join(".complete"), b"").expect("mark fixture");
+    // Another test process may have won the race; either copy is complete.
+    if fs::rename(&tmp, &dest).is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    dest
+}
+
+/// One recorded case of a reference file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// e.g. `flag-512`.
+    pub name: String,
+    /// `flag` or `longest_first`.
+    pub truncation: String,
+    /// Pair length limit.
+    pub max_length: usize,
+    /// Query length limit (flag cases).
+    pub query_max_length: Option<usize>,
+    /// The `[query, passage]` pairs.
+    pub pairs: Vec<(String, String)>,
+    /// The exact ids the reference model received.
+    pub input_ids: Vec<Vec<u32>>,
+    /// The exact token type ids, or none when the model got none.
+    pub token_type_ids: Option<Vec<Vec<u32>>>,
+    /// Raw logits.
+    pub scores: Vec<f32>,
+    /// Sigmoid of the logits.
+    pub normalized: Vec<f32>,
+}
+
+/// A `<model>.reference.json` file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reference {
+    /// Fixture model name.
+    pub model: String,
+    /// The recorded cases.
+    pub cases: Vec<Case>,
+}
+
+/// Reads `tests/fixtures/<model>.reference.json`.
+pub fn reference(model: &str) -> Reference {
+    let path = fixtures_root().join(format!("{model}.reference.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("parse reference")
+}
+
+/// Largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,64 @@
+//! Activation functions named by config.json's `hidden_act`.
+
+use serde::Deserialize;
+
+/// The activations BERT-family configs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
+    #[default]
+    Gelu,
+    /// Tanh approximation of GELU.
+    #[serde(alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluNew,
+    /// `max(0, x)`.
+    Relu,
+    /// `x·sigmoid(x)`.
+    #[serde(alias = "swish")]
+    Silu,
+}
+
+impl Activation {
+    /// Applies the activation to every value in place.
+    pub fn apply(self, values: &mut [f32]) {
+        match self {
+            Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu_erf(*v)),
+            Activation::GeluNew => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Silu => values.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+        }
+    }
+}
+
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2/pi)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_known_values() {
+        let mut v = [0.0, 1.0, -1.0, 3.0];
+        Activation::Gelu.apply(&mut v);
+        let want = [0.0, 0.841_344_74, -0.158_655_26, 2.995_950_2];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn parses_hf_names() {
+        let a: Activation = serde_json::from_str("\"gelu_pytorch_tanh\"").unwrap();
+        assert_eq!(a, Activation::GeluNew);
+        let a: Activation = serde_json::from_str("\"gelu\"").unwrap();
+        assert_eq!(a, Activation::Gelu);
+    }
+}

@@ -1,0 +1,134 @@
+//! The BERT-style post-norm transformer encoder shared by BERT and (XLM-)RoBERTa.
+
+use serde::Deserialize;
+
+use crate::error::{ModelError, Result};
+use crate::layers::attention::{packed_attention, QueryRows};
+use crate::layers::{Activation, LayerNorm, Linear, Matrix};
+use crate::weights::Vb;
+
+/// The encoder fields of a BERT/RoBERTa `config.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EncoderConfig {
+    /// Width of every token vector.
+    pub hidden_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward block.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    #[serde(default)]
+    pub hidden_act: Activation,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+impl EncoderConfig {
+    /// Checks that the sizes fit together.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One encoder layer: self-attention and feed-forward, each followed by residual + LayerNorm.
+struct EncoderLayer {
+    qkv: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    heads: usize,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn load(vb: &Vb, cfg: &EncoderConfig) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let attn = vb.pp("attention");
+        let this = attn.pp("self");
+        Ok(Self {
+            qkv: Linear::load_stacked(&[this.pp("query"), this.pp("key"), this.pp("value")], h, h)?,
+            attention_output: Linear::load(&attn.pp("output").pp("dense"), h, h)?,
+            attention_norm: LayerNorm::load(
+                &attn.pp("output").pp("LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+            )?,
+            intermediate: Linear::load(&vb.pp("intermediate").pp("dense"), h, i)?,
+            output: Linear::load(&vb.pp("output").pp("dense"), i, h)?,
+            output_norm: LayerNorm::load(&vb.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            heads: cfg.num_attention_heads,
+            activation: cfg.hidden_act,
+        })
+    }
+
+    /// Runs the layer; with [`QueryRows::FirstOnly`] the output has one row per sequence.
+    fn forward(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
+        let qkv = self.qkv.forward(x);
+        let context = packed_attention(&qkv, cu_seqlens, self.heads, rows);
+        drop(qkv);
+        let mut hidden = self.attention_output.forward(&context);
+        match rows {
+            QueryRows::All => self.attention_norm.add_forward_inplace(&mut hidden, x),
+            QueryRows::FirstOnly => {
+                let first = x.select_rows(&cu_seqlens[..cu_seqlens.len() - 1]);
+                self.attention_norm.add_forward_inplace(&mut hidden, &first);
+            }
+        }
+        let mut inner = self.intermediate.forward(&hidden);
+        self.activation.apply(&mut inner.data);
+        let mut out = self.output.forward(&inner);
+        self.output_norm.add_forward_inplace(&mut out, &hidden);
+        out
+    }
+}
+
+/// A stack of encoder layers (`encoder.layer.N.*` in Hugging Face checkpoints).
+pub struct TransformerEncoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl TransformerEncoder {
+    /// Loads `num_hidden_layers` layers from `vb` (the `encoder` prefix).
+    pub fn load(vb: &Vb, cfg: &EncoderConfig) -> Result<Self> {
+        cfg.validate().map_err(ModelError::Input)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EncoderLayer::load(&vb.pp("layer").pp(i), cfg))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Runs every layer over packed embeddings `[total_tokens, hidden]`.
+    ///
+    /// With `first_token_only`, the last layer computes only the first token of each sequence and
+    /// the result is `[sequences, hidden]` — all a classification head reads.
+    pub fn forward(&self, mut x: Matrix, cu_seqlens: &[usize], first_token_only: bool) -> Matrix {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rows = if first_token_only && i == last {
+                QueryRows::FirstOnly
+            } else {
+                QueryRows::All
+            };
+            x = layer.forward(&x, cu_seqlens, rows);
+        }
+        if first_token_only && self.layers.is_empty() {
+            x = x.select_rows(&cu_seqlens[..cu_seqlens.len() - 1]);
+        }
+        x
+    }
+}

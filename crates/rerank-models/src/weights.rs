@@ -1,0 +1,221 @@
+//! Reading model weights from safetensors files (single or sharded), converting to f32 once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{ModelError, Result};
+
+/// Where one tensor lives: which file, its dtype, shape and byte range.
+#[derive(Debug, Clone)]
+struct TensorLocation {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// Memory-mapped safetensors files and an index of the tensors they hold.
+pub struct Weights {
+    paths: Vec<PathBuf>,
+    maps: Vec<Mmap>,
+    tensors: HashMap<String, TensorLocation>,
+}
+
+impl Weights {
+    /// Opens the weights of a model folder: `model.safetensors`, or the shards listed in
+    /// `model.safetensors.index.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        if single.is_file() {
+            return Self::open(&[single]);
+        }
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            return Self::open(&shard_paths(&index)?);
+        }
+        let hint = if dir.join("pytorch_model.bin").is_file() {
+            " (only pytorch_model.bin is there: convert it to safetensors)"
+        } else {
+            ""
+        };
+        Err(ModelError::Io {
+            path: single,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no model.safetensors or model.safetensors.index.json{hint}"),
+            ),
+        })
+    }
+
+    /// Opens the given safetensors files.
+    pub fn open(paths: &[PathBuf]) -> Result<Self> {
+        let mut maps = Vec::with_capacity(paths.len());
+        let mut tensors = HashMap::new();
+        for (file, path) in paths.iter().enumerate() {
+            let io_err = |source| ModelError::Io {
+                path: path.clone(),
+                source,
+            };
+            let handle = std::fs::File::open(path).map_err(io_err)?;
+            // SAFETY: the file is opened read-only; like every safetensors reader we assume it is
+            // not truncated by another process while mapped.
+            let map = unsafe { Mmap::map(&handle) }.map_err(io_err)?;
+            let (header_len, metadata) =
+                SafeTensors::read_metadata(&map).map_err(|e| ModelError::Safetensors {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            let data_start = 8 + header_len;
+            for (name, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
+                tensors.insert(
+                    name,
+                    TensorLocation {
+                        file,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: data_start + start,
+                        end: data_start + end,
+                    },
+                );
+            }
+            maps.push(map);
+        }
+        Ok(Self {
+            paths: paths.to_vec(),
+            maps,
+            tensors,
+        })
+    }
+
+    /// True when a tensor of that exact name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.shape.as_slice())
+    }
+
+    /// Reads a tensor as f32, checking its shape.
+    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let loc = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                files: self.file_list(),
+            })?;
+        if loc.shape != shape {
+            return Err(ModelError::BadTensor {
+                name: name.to_string(),
+                message: format!("expected shape {shape:?}, found {:?}", loc.shape),
+            });
+        }
+        let bytes = &self.maps[loc.file][loc.start..loc.end];
+        decode_f32(bytes, loc.dtype).ok_or_else(|| ModelError::BadTensor {
+            name: name.to_string(),
+            message: format!(
+                "unsupported dtype {:?} (expected F32, F16 or BF16)",
+                loc.dtype
+            ),
+        })
+    }
+
+    /// A view that prefixes every name with `prefix.`.
+    pub fn pp(&self, prefix: &str) -> Vb<'_> {
+        Vb {
+            weights: self,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn file_list(&self) -> String {
+        self.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A prefixed view of [`Weights`], as models walk their module tree.
+#[derive(Clone)]
+pub struct Vb<'a> {
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Vb<'a> {
+    /// A sub-view: `self.prefix + "." + name`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Vb<'a> {
+        Vb {
+            weights: self.weights,
+            prefix: self.path(&name.to_string()),
+        }
+    }
+
+    /// Full tensor name of `name` under this view.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Reads `name` as f32 with the given shape.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.weights.get_f32(&self.path(name), shape)
+    }
+
+    /// True when `name` exists under this view.
+    pub fn contains(&self, name: &str) -> bool {
+        self.weights.contains(&self.path(name))
+    }
+}
+
+fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    let out = match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    };
+    Some(out)
+}
+
+fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| ModelError::Safetensors {
+        path: index.to_path_buf(),
+        message,
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut files: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
