@@ -9,6 +9,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::{Error, Result};
 
+const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 const WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 const REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
@@ -20,6 +21,8 @@ pub struct HubSettings {
     pub cache: PathBuf,
     /// Use the cache only (`HF_HUB_OFFLINE`).
     pub offline: bool,
+    /// The hub's address (`HF_ENDPOINT`, default `https://huggingface.co`).
+    pub endpoint: String,
 }
 
 impl HubSettings {
@@ -28,6 +31,10 @@ impl HubSettings {
         Self {
             cache: hub_cache_dir(),
             offline: offline(),
+            endpoint: std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
         }
     }
 }
@@ -108,6 +115,7 @@ struct HubModel {
     revision: String,
     cache: PathBuf,
     offline: bool,
+    endpoint: String,
 }
 
 impl HubModel {
@@ -117,6 +125,7 @@ impl HubModel {
             revision: "main".into(),
             cache: settings.cache.clone(),
             offline: settings.offline,
+            endpoint: settings.endpoint.clone(),
         }
     }
 
@@ -170,6 +179,8 @@ impl HubModel {
         }
         let api = ApiBuilder::new()
             .with_cache_dir(self.cache.clone())
+            .with_endpoint(self.endpoint.clone())
+            .with_retries(1)
             .with_progress(true)
             .with_token(hf_token())
             .build()
@@ -177,7 +188,8 @@ impl HubModel {
         let repo = Repo::with_revision(self.id.clone(), RepoType::Model, self.revision.clone());
         api.repo(repo).get(file).map_err(|e| {
             self.not_found(format!(
-                "could not download {file} from the Hugging Face hub ({e}), and no cached copy is in {}",
+                "could not download {file} from {} ({e}), and no cached copy is in {}",
+                self.endpoint,
                 looked.display()
             ))
         })

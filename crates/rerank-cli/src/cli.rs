@@ -1,0 +1,142 @@
+//! Command-line arguments, parsed once into typed options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rerank::{ScoreOptions, Truncation};
+
+/// Run BAAI BGE rerankers with FlagEmbedding's scores.
+#[derive(Debug, Parser)]
+#[command(name = "rerank", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score [query, passage] pairs: reads a JSON array of pairs, prints a JSON array of scores
+    /// in input order (FlagReranker.compute_score).
+    Score(ScoreArgs),
+    /// Rank documents against one query: reads a JSON array of documents, prints
+    /// [{"index","score","document"}] sorted by score, best first.
+    Rank(RankArgs),
+}
+
+/// Which model, and how to run it.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model folder (config.json, tokenizer.json, model.safetensors) or Hugging Face hub id
+    /// such as BAAI/bge-reranker-v2-m3 (read from HF_HOME's cache; HF_HUB_OFFLINE=1 forbids
+    /// downloads).
+    #[arg(long, short, env = "RERANK_MODEL")]
+    pub model: String,
+    /// CPU threads (0 = all cores).
+    #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// How pairs are cut and scored.
+#[derive(Debug, Args)]
+pub struct ScoringArgs {
+    /// Apply a sigmoid: scores in (0, 1) instead of raw logits.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Maximum tokens of a pair, special tokens included.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
+    pub max_length: u64,
+    /// Maximum tokens of the query [default: 3/4 of --max-length].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub query_max_length: Option<u64>,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// How over-long pairs are cut: `flag` = FlagEmbedding (query to --query-max-length, then
+    /// the passage's tail); `longest-first` = TEI / sentence-transformers.
+    #[arg(long, value_enum, default_value_t = TruncationArg::Flag)]
+    pub truncation: TruncationArg,
+}
+
+/// Truncation strategies as CLI values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TruncationArg {
+    /// FlagEmbedding's FlagReranker (default).
+    Flag,
+    /// TEI / sentence-transformers `longest_first`.
+    LongestFirst,
+}
+
+impl ScoringArgs {
+    /// The library options these flags mean.
+    pub fn options(&self) -> ScoreOptions {
+        ScoreOptions {
+            normalize: self.normalize,
+            max_length: self.max_length as usize,
+            query_max_length: self.query_max_length.map(|q| q as usize),
+            batch_size: self.batch_size as usize,
+            truncation: match self.truncation {
+                TruncationArg::Flag => Truncation::Flag,
+                TruncationArg::LongestFirst => Truncation::LongestFirst,
+            },
+        }
+    }
+}
+
+/// `rerank score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// Read the pairs from this JSON file instead of stdin. A single ["query", "passage"]
+    /// pair is accepted too.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+}
+
+/// `rerank rank`.
+#[derive(Debug, Args)]
+pub struct RankArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// The query.
+    #[arg(long, short)]
+    pub query: String,
+    /// Print only the best N documents.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_n: Option<u64>,
+    /// Read the documents (a JSON array of strings) from this file instead of stdin.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+}
+
+/// Prints a clap error: help and version as clap renders them, usage errors as one line.
+pub fn report_usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see 'rerank --help')", message.join(" "));
+            ExitCode::from(2)
+        }
+    }
+}

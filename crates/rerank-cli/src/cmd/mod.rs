@@ -1,0 +1,30 @@
+//! One module per subcommand.
+
+mod rank;
+mod score;
+
+use anyhow::Result;
+use rerank::Reranker;
+
+use crate::cli::{Cli, Command, ModelArgs};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Score(args) => score::run(args),
+        Command::Rank(args) => rank::run(args),
+    }
+}
+
+/// Loads the reranker named by `--model`.
+pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
+    Ok(Reranker::builder(&args.model)
+        .threads(args.threads)
+        .build()?)
+}
+
+/// Writes `value` as one line of JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}

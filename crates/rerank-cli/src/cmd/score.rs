@@ -1,0 +1,17 @@
+//! `rerank score`: FlagReranker.compute_score from the command line.
+
+use anyhow::Result;
+
+use crate::cli::ScoreArgs;
+use crate::cmd::{load_reranker, print_json};
+use crate::input::{parse_pairs, read_input};
+
+/// Reads pairs, prints their scores in input order.
+pub fn run(args: ScoreArgs) -> Result<()> {
+    let opts = args.scoring.options();
+    opts.limits()?;
+    let pairs = parse_pairs(&read_input(args.input.as_deref())?)?;
+    let reranker = load_reranker(&args.model)?;
+    let scores = reranker.compute_score(&pairs, &opts)?;
+    print_json(&scores)
+}
