@@ -24,6 +24,9 @@ pub enum Command {
     /// Rank documents against one query: reads a JSON array of documents, prints
     /// [{"index","score","document"}] sorted by score, best first.
     Rank(RankArgs),
+    /// Serve the model over HTTP: TEI /rerank, Cohere and Jina /v1|v2/rerank, the legacy
+    /// /{served-model-name}/post, /health, /info, /metrics, /openapi.json.
+    Serve(ServeArgs),
 }
 
 /// Which model, and how to run it.
@@ -60,6 +63,57 @@ pub struct ScoringArgs {
     pub truncation: TruncationArg,
 }
 
+/// Pair length limits shared by the server's APIs.
+#[derive(Debug, Args)]
+pub struct ServeScoringArgs {
+    /// Maximum tokens of a pair, special tokens included.
+    #[arg(long, env = "RERANK_MAX_LENGTH", default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
+    pub max_length: u64,
+    /// Maximum tokens of the query [default: 3/4 of --max-length].
+    #[arg(long, env = "RERANK_QUERY_MAX_LENGTH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub query_max_length: Option<u64>,
+    /// How over-long pairs are cut (see `rerank score --help`).
+    #[arg(long, env = "RERANK_TRUNCATION", value_enum, default_value_t = TruncationArg::Flag)]
+    pub truncation: TruncationArg,
+}
+
+/// `rerank serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub scoring: ServeScoringArgs,
+    /// Address to listen on.
+    #[arg(long, env = "RERANK_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 = any free port; the chosen one is logged).
+    #[arg(long, env = "RERANK_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Name used in the legacy route /{name}/post and in responses [default: the model
+    /// folder's name or the hub id's last part].
+    #[arg(long, env = "RERANK_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    /// Require `Authorization: Bearer <KEY>` on every route but /health.
+    #[arg(long, env = "RERANK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Token budget of one forward pass; pairs of many requests are packed up to it.
+    #[arg(long, env = "RERANK_MAX_BATCH_TOKENS", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_tokens: u64,
+    /// Requests in flight before answering 429 with Retry-After.
+    #[arg(long, env = "RERANK_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_requests: u64,
+    /// Documents per internal job: bigger requests are split, run, and answered whole.
+    #[arg(long, env = "RERANK_MAX_CLIENT_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_client_batch_size: u64,
+    /// Largest request body in bytes (413 above).
+    #[arg(long, env = "RERANK_PAYLOAD_LIMIT", default_value_t = 2_000_000)]
+    pub payload_limit: u64,
+    /// Largest query or document in bytes (422 above).
+    #[arg(long, env = "RERANK_MAX_DOCUMENT_BYTES", default_value_t = 200_000)]
+    pub max_document_bytes: u64,
+}
+
 /// Truncation strategies as CLI values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TruncationArg {
@@ -67,6 +121,16 @@ pub enum TruncationArg {
     Flag,
     /// TEI / sentence-transformers `longest_first`.
     LongestFirst,
+}
+
+impl TruncationArg {
+    /// The library's value.
+    pub fn truncation(self) -> Truncation {
+        match self {
+            TruncationArg::Flag => Truncation::Flag,
+            TruncationArg::LongestFirst => Truncation::LongestFirst,
+        }
+    }
 }
 
 impl ScoringArgs {
@@ -77,10 +141,7 @@ impl ScoringArgs {
             max_length: self.max_length as usize,
             query_max_length: self.query_max_length.map(|q| q as usize),
             batch_size: self.batch_size as usize,
-            truncation: match self.truncation {
-                TruncationArg::Flag => Truncation::Flag,
-                TruncationArg::LongestFirst => Truncation::LongestFirst,
-            },
+            truncation: self.truncation.truncation(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod http;
 mod input;
 
 use std::process::ExitCode;

@@ -44,6 +44,11 @@ pub struct PairLimits {
     pub max_length: usize,
     /// Maximum tokens of the query alone ([`Truncation::Flag`] only).
     pub query_max_length: usize,
+    /// Maximum tokens of the passage alone, before the pair is built (Cohere's
+    /// `max_tokens_per_doc`); `None` = no extra limit.
+    pub passage_max_length: Option<usize>,
+    /// Which end of a text is cut: `Right` keeps the beginning (the reference's behaviour).
+    pub direction: TruncationDirection,
 }
 
 impl PairLimits {
@@ -53,6 +58,8 @@ impl PairLimits {
             truncation,
             max_length,
             query_max_length: query_max_length.unwrap_or(max_length * 3 / 4),
+            passage_max_length: None,
+            direction: TruncationDirection::Right,
         }
     }
 }
@@ -105,12 +112,16 @@ impl PairEncoder {
         passage: &str,
         limits: &PairLimits,
     ) -> Result<EncodedPair> {
+        let dir = limits.direction;
         let mut q = self.encode_plain(query)?;
         let mut p = self.encode_plain(passage)?;
+        if let Some(limit) = limits.passage_max_length {
+            cut(&mut p, limit, dir);
+        }
         match limits.truncation {
             Truncation::Flag => {
-                cut(&mut q, limits.query_max_length);
-                cut(&mut p, limits.max_length);
+                cut(&mut q, limits.query_max_length, dir);
+                cut(&mut p, limits.max_length, dir);
                 let total = q.len() + p.len() + self.pair_specials;
                 if total > limits.max_length {
                     let remove = total - limits.max_length;
@@ -118,7 +129,7 @@ impl PairEncoder {
                     // unless the passage is strictly longer than what must go.
                     if p.len() > remove {
                         let keep = p.len() - remove;
-                        cut(&mut p, keep);
+                        cut(&mut p, keep, dir);
                     }
                 }
             }
@@ -127,7 +138,7 @@ impl PairEncoder {
                     max_length: limits.max_length.saturating_sub(self.pair_specials),
                     strategy: TruncationStrategy::LongestFirst,
                     stride: 0,
-                    direction: TruncationDirection::Right,
+                    direction: dir,
                 };
                 (q, p) =
                     match tokenizers::utils::truncation::truncate_encodings(q, Some(p), &params) {
@@ -153,7 +164,11 @@ impl PairEncoder {
             .tokenizer
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
-        cut(&mut enc, max_length.saturating_sub(specials));
+        cut(
+            &mut enc,
+            max_length.saturating_sub(specials),
+            TruncationDirection::Right,
+        );
         let enc = self
             .tokenizer
             .post_process(enc, None, true)
@@ -178,10 +193,10 @@ impl PairEncoder {
     }
 }
 
-/// Keeps the first `len` tokens (no overflow kept).
-fn cut(enc: &mut Encoding, len: usize) {
+/// Keeps `len` tokens, the first ones (`Right`) or the last ones (`Left`); no overflow kept.
+fn cut(enc: &mut Encoding, len: usize, direction: TruncationDirection) {
     if enc.len() > len {
-        enc.truncate(len, 0, TruncationDirection::Right);
+        enc.truncate(len, 0, direction);
         enc.take_overflowing();
     }
 }

@@ -2,6 +2,7 @@
 
 mod rank;
 mod score;
+mod serve;
 
 use anyhow::Result;
 use rerank::Reranker;
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Score(args) => score::run(args),
         Command::Rank(args) => rank::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -1,0 +1,113 @@
+//! `rerank serve`: the HTTP server, with graceful shutdown on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::cli::ServeArgs;
+use crate::cmd::load_reranker;
+use crate::http::{app, AppState, ServerConfig};
+
+/// Loads the model, binds, serves until a signal, finishes in-flight requests, returns.
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let reranker = Arc::new(load_reranker(&args.model)?);
+    let config = server_config(&args);
+    let addr = format!("{}:{}", args.host, args.port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            "serving {} as '{}' on http://{local}",
+            reranker.model_id(),
+            config.served_model_name
+        );
+        // One line on stdout for scripts that start us on port 0.
+        println!("listening on http://{local}");
+        let state = AppState::new(reranker, config);
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    })
+}
+
+fn server_config(args: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        served_model_name: args
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| default_served_name(&args.model.model)),
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        max_concurrent_requests: args.max_concurrent_requests as usize,
+        max_client_batch_size: args.max_client_batch_size as usize,
+        max_document_bytes: args.max_document_bytes as usize,
+        payload_limit: args.payload_limit as usize,
+        max_batch_tokens: args.max_batch_tokens as usize,
+        max_length: args.scoring.max_length as usize,
+        query_max_length: args.scoring.query_max_length.map(|q| q as usize),
+        truncation: args.scoring.truncation.truncation(),
+    }
+}
+
+/// The folder's name, or the hub id's last part.
+fn default_served_name(model: &str) -> String {
+    Path::new(model.trim_end_matches('/'))
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_string()
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RERANK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_served_name;
+
+    #[test]
+    fn served_name_defaults() {
+        assert_eq!(
+            default_served_name("BAAI/bge-reranker-base"),
+            "bge-reranker-base"
+        );
+        assert_eq!(default_served_name("/models/my-reranker/"), "my-reranker");
+        assert_eq!(default_served_name("local"), "local");
+    }
+}

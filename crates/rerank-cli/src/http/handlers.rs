@@ -1,0 +1,257 @@
+//! One handler per endpoint: parse, call the shared scoring path, shape the API's response.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use rerank::scores::{ranking, sigmoid};
+use rerank::{Truncation, TruncationDirection};
+use serde_json::Value;
+use utoipa::OpenApi;
+
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::ApiJson;
+use crate::http::pyliteral::{self, PyValue};
+use crate::http::service::ScoreRequest;
+use crate::http::types::*;
+use crate::http::AppState;
+
+fn require_query(query: &str) -> Result<(), ApiError> {
+    if query.trim().is_empty() {
+        return Err(ApiError::validation("query must not be empty"));
+    }
+    Ok(())
+}
+
+/// TEI: scores sorted best first.
+#[utoipa::path(post, path = "/rerank", request_body = TeiRerankRequest,
+    responses((status = 200, body = [TeiRank]), (status = "4XX", body = ErrorBody)))]
+pub async fn tei_rerank(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TeiRerankRequest>,
+) -> Result<Json<Vec<TeiRank>>, ApiError> {
+    require_query(&req.query)?;
+    let mut request = ScoreRequest::query_documents(&req.query, req.texts.clone());
+    request.truncate = req.truncate.unwrap_or(true);
+    request.direction = match req.truncation_direction {
+        Direction::Right => TruncationDirection::Right,
+        Direction::Left => TruncationDirection::Left,
+    };
+    let scored = state.score(request).await?;
+    let scores: Vec<f32> = if req.raw_scores {
+        scored.raw
+    } else {
+        scored.raw.iter().map(|&s| sigmoid(s)).collect()
+    };
+    let mut texts: Vec<Option<String>> = req.texts.into_iter().map(Some).collect();
+    Ok(Json(
+        ranking(&scores, None)
+            .into_iter()
+            .map(|index| TeiRank {
+                index,
+                score: scores[index],
+                text: if req.return_text {
+                    texts[index].take()
+                } else {
+                    None
+                },
+            })
+            .collect(),
+    ))
+}
+
+/// Cohere v1/v2 and Jina: sigmoid scores, sorted, cut to `top_n`.
+#[utoipa::path(post, path = "/v1/rerank", request_body = CohereRerankRequest,
+    responses((status = 200, body = CohereRerankResponse), (status = "4XX", body = ErrorBody)))]
+pub async fn cohere_rerank(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CohereRerankRequest>,
+) -> Result<Json<CohereRerankResponse>, ApiError> {
+    require_query(&req.query)?;
+    if req.top_n == Some(0) {
+        return Err(ApiError::validation("top_n must be at least 1"));
+    }
+    if req.max_tokens_per_doc == Some(0) {
+        return Err(ApiError::validation(
+            "max_tokens_per_doc must be at least 1",
+        ));
+    }
+    let documents: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
+    let mut request = ScoreRequest::query_documents(&req.query, documents.clone());
+    request.passage_max_length = req.max_tokens_per_doc;
+    let scored = state.score(request).await?;
+    let scores: Vec<f32> = scored.raw.iter().map(|&s| sigmoid(s)).collect();
+    let return_documents = req.return_documents.unwrap_or(false);
+    let mut documents: Vec<Option<String>> = documents.into_iter().map(Some).collect();
+    let results = ranking(&scores, req.top_n)
+        .into_iter()
+        .map(|index| CohereResult {
+            index,
+            relevance_score: scores[index],
+            document: if return_documents {
+                documents[index].take().map(|text| DocumentText { text })
+            } else {
+                None
+            },
+        })
+        .collect();
+    Ok(Json(CohereRerankResponse {
+        id: uuid::Uuid::new_v4().to_string(),
+        model: req
+            .model
+            .unwrap_or_else(|| state.config().served_model_name.clone()),
+        results,
+        usage: Usage {
+            total_tokens: scored.tokens,
+            prompt_tokens: scored.tokens,
+        },
+        meta: Meta {
+            api_version: ApiVersion {
+                version: "2".into(),
+            },
+            billed_units: BilledUnits { search_units: 1 },
+        },
+    }))
+}
+
+/// The seed's legacy service: raw logits in input order.
+#[utoipa::path(post, path = "/{served_model_name}/post", request_body = LegacyRequest,
+    params(("served_model_name" = String, Path, description = "the served model name")),
+    responses((status = 200, body = LegacyResponse), (status = "4XX", body = ErrorBody)))]
+pub async fn legacy(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LegacyRequest>,
+) -> Result<Json<LegacyResponse>, ApiError> {
+    let request_time = now();
+    let pairs = parse_text_pairs(&req.text_pairs)?;
+    let scored = state
+        .score(ScoreRequest {
+            pairs: pairs.clone(),
+            ..ScoreRequest::query_documents("", Vec::new())
+        })
+        .await?;
+    Ok(Json(LegacyResponse {
+        text_pairs: pairs,
+        rerank_scores: scored.raw,
+        request_time,
+        response_time: now(),
+        code: 200,
+    }))
+}
+
+fn now() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `text_pairs` as a JSON array of pairs or a string holding a Python-literal list.
+fn parse_text_pairs(value: &Value) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = |i: usize| {
+        ApiError::validation(format!(
+            "text_pairs item {i} is not a [query, passage] pair of two strings"
+        ))
+    };
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_array().map(Vec::as_slice) {
+                Some([Value::String(q), Value::String(p)]) => Ok((q.clone(), p.clone())),
+                _ => Err(bad(i)),
+            })
+            .collect(),
+        Value::String(text) => {
+            let parsed = pyliteral::parse(text).map_err(|e| {
+                ApiError::validation(format!("text_pairs is not a valid list literal: {e}"))
+            })?;
+            let PyValue::List(items) = parsed else {
+                return Err(ApiError::validation("text_pairs must be a list of pairs"));
+            };
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    PyValue::List(pair) => match <[PyValue; 2]>::try_from(pair) {
+                        Ok([PyValue::Str(q), PyValue::Str(p)]) => Ok((q, p)),
+                        _ => Err(bad(i)),
+                    },
+                    PyValue::Str(_) => Err(bad(i)),
+                })
+                .collect()
+        }
+        _ => Err(ApiError::validation(
+            "text_pairs must be a list of [query, passage] pairs or a string holding one",
+        )),
+    }
+}
+
+/// 200 while the inference worker runs.
+#[utoipa::path(get, path = "/health", responses((status = 200), (status = 503, body = ErrorBody)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.inner.queue.is_alive() {
+        Ok(Json(serde_json::json!({"status": "ok"})))
+    } else {
+        Err(ApiError::unhealthy())
+    }
+}
+
+/// The model and the server's limits.
+#[utoipa::path(get, path = "/info", responses((status = 200, body = Info)))]
+pub async fn info(State(state): State<AppState>) -> Json<Info> {
+    let c = state.config();
+    let reranker = &state.inner.reranker;
+    Json(Info {
+        model_id: reranker.model_id().to_string(),
+        served_model_name: c.served_model_name.clone(),
+        architecture: reranker.kind().classifier_architecture().to_string(),
+        max_length: c.max_length,
+        max_input_length: reranker.max_sequence_length(),
+        truncation: match c.truncation {
+            Truncation::Flag => "flag".into(),
+            Truncation::LongestFirst => "longest-first".into(),
+        },
+        dtype: "f32".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        max_batch_tokens: c.max_batch_tokens,
+        max_client_batch_size: c.max_client_batch_size,
+        max_concurrent_requests: c.max_concurrent_requests,
+    })
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.metrics.render(),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rerank",
+        description = "BGE rerankers behind the TEI, Cohere, Jina and legacy text_pairs APIs"
+    ),
+    paths(tei_rerank, cohere_rerank, legacy, health, info, metrics),
+    components(schemas(
+        ErrorBody,
+        TeiRerankRequest,
+        TeiRank,
+        CohereRerankRequest,
+        CohereRerankResponse,
+        LegacyRequest,
+        LegacyResponse,
+        Info
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    // Cohere v2 shares v1's schema.
+    if let Some(v1) = doc.paths.paths.get("/v1/rerank").cloned() {
+        doc.paths.paths.insert("/v2/rerank".into(), v1);
+    }
+    Json(doc)
+}

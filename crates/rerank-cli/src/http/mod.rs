@@ -1,0 +1,166 @@
+//! The HTTP server: one router answering TEI, Cohere, Jina and the legacy `text_pairs` API for
+//! the model it serves, plus health, info, metrics and the OpenAPI document.
+
+pub mod error;
+pub mod extract;
+mod handlers;
+mod metrics_layer;
+pub mod pyliteral;
+pub mod queue;
+mod service;
+pub mod types;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use rerank::{Reranker, Truncation};
+use tokio::sync::Semaphore;
+
+use crate::http::error::{ApiError, ErrorType};
+pub use crate::http::queue::Queue;
+
+/// Server settings, from `rerank serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Name in routes (`/{name}/post`) and responses.
+    pub served_model_name: String,
+    /// Bearer token every request but `/health` must carry.
+    pub api_key: Option<String>,
+    /// Requests in flight before 429.
+    pub max_concurrent_requests: usize,
+    /// Documents per internal job; larger requests are split, not rejected.
+    pub max_client_batch_size: usize,
+    /// Largest accepted query or document, in bytes.
+    pub max_document_bytes: usize,
+    /// Largest accepted request body, in bytes.
+    pub payload_limit: usize,
+    /// Token budget of one forward pass.
+    pub max_batch_tokens: usize,
+    /// Tokens per pair.
+    pub max_length: usize,
+    /// Tokens of the query (`None` = ¾ of `max_length`).
+    pub query_max_length: Option<usize>,
+    /// Truncation strategy.
+    pub truncation: Truncation,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reranker: Arc<Reranker>,
+    queue: Queue,
+    config: ServerConfig,
+    permits: Arc<Semaphore>,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Starts the inference worker and wraps everything the handlers need.
+    pub fn new(reranker: Arc<Reranker>, config: ServerConfig) -> Self {
+        let queue = Queue::start(reranker.clone(), config.max_batch_tokens);
+        Self {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+                reranker,
+                queue,
+                config,
+                metrics: prometheus(),
+            }),
+        }
+    }
+
+    fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; metrics then go there.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The router with every route, auth, body limit and metrics.
+pub fn app(state: AppState) -> Router {
+    let legacy = format!("/{}/post", state.config().served_model_name);
+    let protected = Router::new()
+        .route("/rerank", post(handlers::tei_rerank))
+        .route("/v1/rerank", post(handlers::cohere_rerank))
+        .route("/v2/rerank", post(handlers::cohere_rerank))
+        .route(&legacy, post(handlers::legacy))
+        .route("/info", get(handlers::info))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .route("/health", get(handlers::health))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config().payload_limit))
+        .layer(middleware::from_fn(metrics_layer::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn require_api_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(key) = &state.config().api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorType::Unauthorized,
+                "missing or wrong bearer token (Authorization: Bearer <key>)",
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorType::NotFound,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorType::Validation,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The inference queue: requests' pairs go in, one worker thread packs them across requests by
+//! token budget, runs the model and answers each request on its own channel.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use rerank::{EncodedPair, Reranker};
+use tokio::sync::oneshot;
+
+/// The answer to one job: raw logits in the job's order, or what went wrong.
+pub type JobResult = Result<Vec<f32>, String>;
+
+/// Encoded pairs waiting for the model.
+struct Job {
+    pairs: Vec<EncodedPair>,
+    tokens: usize,
+    reply: oneshot::Sender<JobResult>,
+}
+
+/// Handle to the inference worker.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<Job>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Queue {
+    /// Starts the worker thread. `max_batch_tokens` bounds the tokens of one forward pass
+    /// (a single job larger than that still runs, alone).
+    pub fn start(reranker: Arc<Reranker>, max_batch_tokens: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        std::thread::Builder::new()
+            .name("rerank-inference".into())
+            .spawn(move || {
+                worker(&reranker, &rx, max_batch_tokens);
+                flag.store(false, Ordering::SeqCst);
+            })
+            .expect("spawn inference thread");
+        Self { tx, alive }
+    }
+
+    /// True while the worker runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Queues pairs; the receiver yields their logits. `None` when the worker is gone.
+    pub fn submit(&self, pairs: Vec<EncodedPair>) -> Option<oneshot::Receiver<JobResult>> {
+        let (reply, rx) = oneshot::channel();
+        let tokens = pairs.iter().map(|p| p.ids.len()).sum();
+        metrics::gauge!("rerank_queue_depth").increment(1.0);
+        match self.tx.send(Job {
+            pairs,
+            tokens,
+            reply,
+        }) {
+            Ok(()) => Some(rx),
+            Err(_) => {
+                metrics::gauge!("rerank_queue_depth").decrement(1.0);
+                None
+            }
+        }
+    }
+}
+
+/// Takes jobs until the channel closes, packing as many as fit the token budget per pass.
+fn worker(reranker: &Reranker, rx: &mpsc::Receiver<Job>, max_batch_tokens: usize) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut jobs = vec![first];
+        let mut tokens = jobs[0].tokens;
+        while let Ok(job) = rx.try_recv() {
+            if tokens + job.tokens > max_batch_tokens {
+                carried = Some(job);
+                break;
+            }
+            tokens += job.tokens;
+            jobs.push(job);
+        }
+        metrics::gauge!("rerank_queue_depth").decrement(jobs.len() as f64);
+        // Pairs of clients that went away are not computed.
+        jobs.retain(|job| !job.reply.is_closed());
+        if !jobs.is_empty() {
+            run_batch(reranker, jobs);
+        }
+    }
+}
+
+/// One forward pass over every pair of `jobs`; each job gets its slice of the logits.
+fn run_batch(reranker: &Reranker, jobs: Vec<Job>) {
+    let mut pairs = Vec::new();
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.reply, job.pairs.len()));
+        pairs.extend(job.pairs);
+    }
+    let tokens: usize = pairs.iter().map(|p| p.ids.len()).sum();
+    metrics::histogram!("rerank_batch_size").record(pairs.len() as f64);
+    metrics::histogram!("rerank_batch_tokens").record(tokens as f64);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        reranker.score_encoded(&pairs, pairs.len().max(1))
+    }));
+    let scores = match result {
+        Ok(Ok(scores)) => scores,
+        Ok(Err(err)) => return fail_all(replies, err.to_string()),
+        Err(_) => return fail_all(replies, "the model panicked on this batch".into()),
+    };
+    let mut rest = scores.as_slice();
+    for (reply, n) in replies {
+        let (mine, tail) = rest.split_at(n);
+        rest = tail;
+        let _ = reply.send(Ok(mine.to_vec()));
+    }
+}
+
+fn fail_all(replies: Vec<(oneshot::Sender<JobResult>, usize)>, message: String) {
+    for (reply, _) in replies {
+        let _ = reply.send(Err(message.clone()));
+    }
+}

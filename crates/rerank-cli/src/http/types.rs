@@ -1,0 +1,211 @@
+//! Request and response bodies of the four APIs (see `shared/docs/API.md`). Unknown request
+//! fields are ignored.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Which end of an over-long text TEI cuts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
+pub enum Direction {
+    /// Cut the end (keep the beginning).
+    #[default]
+    #[serde(alias = "right", alias = "RIGHT")]
+    Right,
+    /// Cut the beginning (keep the end).
+    #[serde(alias = "left", alias = "LEFT")]
+    Left,
+}
+
+/// TEI `POST /rerank`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TeiRerankRequest {
+    /// The query.
+    pub query: String,
+    /// The passages to score against it.
+    pub texts: Vec<String>,
+    /// Cut over-long pairs (default true); `false` rejects them with 422.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    /// Which end to cut.
+    #[serde(default)]
+    pub truncation_direction: Direction,
+    /// Raw logits instead of sigmoid scores.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Echo each text in the response.
+    #[serde(default)]
+    pub return_text: bool,
+}
+
+/// One TEI result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeiRank {
+    /// Position of the text in the request.
+    pub index: usize,
+    /// Sigmoid score, or raw logit with `raw_scores`.
+    pub score: f32,
+    /// The text, with `return_text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A Cohere/Jina document: a string or an object with a `text` field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Document {
+    /// Plain text.
+    Text(String),
+    /// `{"text": "..."}` (other fields ignored).
+    Object {
+        /// The document text.
+        text: String,
+    },
+}
+
+impl Document {
+    /// The document text.
+    pub fn into_text(self) -> String {
+        match self {
+            Document::Text(t) | Document::Object { text: t } => t,
+        }
+    }
+}
+
+/// Cohere `POST /v1/rerank`, `/v2/rerank` and Jina `POST /v1/rerank`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CohereRerankRequest {
+    /// Model name (echoed back; the server runs one model).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The query.
+    pub query: String,
+    /// The documents to rank.
+    pub documents: Vec<Document>,
+    /// Return only the best N.
+    #[serde(default)]
+    pub top_n: Option<usize>,
+    /// Include each document's text in the results.
+    #[serde(default)]
+    pub return_documents: Option<bool>,
+    /// Cut each document to this many tokens before scoring.
+    #[serde(default)]
+    pub max_tokens_per_doc: Option<usize>,
+}
+
+/// A document echoed in a result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentText {
+    /// The document text.
+    pub text: String,
+}
+
+/// One Cohere/Jina result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CohereResult {
+    /// Position of the document in the request.
+    pub index: usize,
+    /// Sigmoid of the logit, in (0, 1).
+    pub relevance_score: f32,
+    /// The document, with `return_documents`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentText>,
+}
+
+/// Jina's token usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    /// Tokens of every scored pair.
+    pub total_tokens: usize,
+    /// Same as `total_tokens`.
+    pub prompt_tokens: usize,
+}
+
+/// Cohere's API version block.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiVersion {
+    /// Always "2".
+    pub version: String,
+}
+
+/// Cohere's billing block.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BilledUnits {
+    /// One search unit per request.
+    pub search_units: u32,
+}
+
+/// Cohere's `meta`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Meta {
+    /// API version.
+    pub api_version: ApiVersion,
+    /// Billing.
+    pub billed_units: BilledUnits,
+}
+
+/// The union of Cohere's and Jina's responses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CohereRerankResponse {
+    /// Request id.
+    pub id: String,
+    /// Model name.
+    pub model: String,
+    /// Results, best first.
+    pub results: Vec<CohereResult>,
+    /// Jina's token usage.
+    pub usage: Usage,
+    /// Cohere's meta.
+    pub meta: Meta,
+}
+
+/// The legacy service's request: `text_pairs` as a JSON array of pairs or a string holding a
+/// Python-literal list.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LegacyRequest {
+    /// `[[query, passage], ...]` or `"[['query', 'passage'], ...]"`.
+    #[schema(value_type = Object)]
+    pub text_pairs: serde_json::Value,
+}
+
+/// The legacy service's response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LegacyResponse {
+    /// The pairs, as parsed.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub text_pairs: Vec<(String, String)>,
+    /// Raw logits, in input order.
+    pub rerank_scores: Vec<f32>,
+    /// When the request arrived, `%Y-%m-%d %H:%M:%S` local time.
+    pub request_time: String,
+    /// When the answer was ready.
+    pub response_time: String,
+    /// Always 200.
+    pub code: u16,
+}
+
+/// `GET /info`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Info {
+    /// The model as named on the command line.
+    pub model_id: String,
+    /// The name routes and responses use.
+    pub served_model_name: String,
+    /// The model's architecture.
+    pub architecture: String,
+    /// Tokens per pair used for scoring.
+    pub max_length: usize,
+    /// The longest pair the model accepts.
+    pub max_input_length: usize,
+    /// Truncation strategy.
+    pub truncation: String,
+    /// Compute dtype.
+    pub dtype: String,
+    /// Server version.
+    pub version: String,
+    /// Token budget of one forward pass.
+    pub max_batch_tokens: usize,
+    /// Documents per internal job.
+    pub max_client_batch_size: usize,
+    /// Concurrent requests before 429.
+    pub max_concurrent_requests: usize,
+}
