@@ -1,13 +1,15 @@
-//! A JSON body extractor whose rejections are [`ApiError`]s, not axum's plain-text ones.
+//! A JSON body extractor whose rejections are [`ApiError`]s. Unlike `axum::Json` it does not
+//! insist on `Content-Type: application/json`: the legacy service's clients post
+//! `data=json.dumps(...)` without one.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::http::error::{ApiError, ErrorType};
 
-/// `Json<T>` that answers bad bodies with the API's error format.
+/// A JSON request body that answers bad bodies with the API's error format.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -18,19 +20,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(rejection_error(rejection)),
-        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorType::PayloadTooLarge
+            } else {
+                ErrorType::Validation
+            };
+            ApiError::new(status, kind, rejection.body_text())
+        })?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            use serde_json::error::Category;
+            let (status, what) = match e.classify() {
+                Category::Data => (StatusCode::UNPROCESSABLE_ENTITY, "invalid request"),
+                Category::Syntax | Category::Eof | Category::Io => {
+                    (StatusCode::BAD_REQUEST, "body is not valid JSON")
+                }
+            };
+            ApiError::new(status, ErrorType::Validation, format!("{what}: {e}"))
+        })
     }
-}
-
-fn rejection_error(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let error_type = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ErrorType::PayloadTooLarge
-    } else {
-        ErrorType::Validation
-    };
-    ApiError::new(status, error_type, rejection.body_text())
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Server checks with real clients: starts `rerank serve` (tiny fixture model) on a free loopback
+# port, runs the official cohere SDK, LlamaIndex's TEI postprocessor and the seed's requests call
+# against it (scripts/clients/check_clients.py), then the bounded load test
+# (10,000 requests at concurrency 64 by default), and stops the server with SIGTERM.
+# Needs `cargo build` (debug) or RERANK_BIN; installs the pinned clients in a throwaway venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${RERANK_BIN:-target/debug/rerank}"
+requests="${LOADTEST_REQUESTS:-10000}"
+concurrency="${LOADTEST_CONCURRENCY:-64}"
+[ -x "$bin" ] || cargo build --bin rerank
+venv=$(mktemp -d /tmp/rerank-clients.XXXXXX)
+log=$(mktemp /tmp/rerank-serve.XXXXXX.log)
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; rm -rf "$venv"; }
+trap cleanup EXIT
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r scripts/clients/requirements.txt
+
+model=target/test-fixtures/server-model
+if [ ! -f "$model/model.safetensors" ]; then
+  mkdir -p "$model"
+  cp tests/fixtures/xlmr-tiny/*.json "$model/"
+  gunzip -c tests/fixtures/xlmr-tiny/model.safetensors.gz >"$model/model.safetensors"
+  gunzip -c tests/fixtures/xlmr-tiny/tokenizer.json.gz >"$model/tokenizer.json"
+fi
+key=ci-key
+"$bin" serve --model "$model" --port 0 --api-key "$key" --served-model-name bge-reranker-base >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$log" && break; sleep 0.2; done
+url=$(grep -m1 '^listening on' "$log" | awk '{print $3}')
+[ -n "$url" ] || { cat "$log"; exit 1; }
+common=(--base-url "$url" --rerank-bin "$bin" --model "$model" --served-model-name bge-reranker-base --api-key "$key")
+"$venv/bin/python" scripts/clients/check_clients.py "${common[@]}"
+"$venv/bin/python" scripts/clients/loadtest.py "${common[@]}" --requests "$requests" --concurrency "$concurrency"
+curl -sf "$url/health" >/dev/null && echo "health after load: ok"
+kill -TERM "$pid"
+wait "$pid" && echo "server stopped cleanly (exit 0)"
+pid=
