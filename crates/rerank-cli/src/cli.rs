@@ -27,6 +27,9 @@ pub enum Command {
     /// Serve the model over HTTP: TEI /rerank, Cohere and Jina /v1|v2/rerank, the legacy
     /// /{served-model-name}/post, /health, /info, /metrics, /openapi.json.
     Serve(ServeArgs),
+    /// Throughput report: pairs/s, time split into tokenisation / inference / post-processing,
+    /// GFLOP/s and % of this machine's GEMM peak, on a synthetic shape or a JSONL of real pairs.
+    Bench(BenchArgs),
 }
 
 /// Which model, and how to run it.
@@ -112,6 +115,38 @@ pub struct ServeArgs {
     /// Largest query or document in bytes (422 above).
     #[arg(long, env = "RERANK_MAX_DOCUMENT_BYTES", default_value_t = 200_000)]
     pub max_document_bytes: u64,
+}
+
+/// `rerank bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Synthetic workload: pairs per call (with --seq-len).
+    #[arg(long, requires = "seq_len", conflicts_with = "pairs")]
+    pub batch_size: Option<usize>,
+    /// Synthetic workload: tokens per pair, special tokens included (with --batch-size).
+    #[arg(long, requires = "batch_size")]
+    pub seq_len: Option<usize>,
+    /// Real workload: a JSONL file, one scoring call per line: {"query": str, "passages": [str]}.
+    #[arg(long, required_unless_present = "batch_size")]
+    pub pairs: Option<PathBuf>,
+    /// Maximum tokens of a pair (real workload).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
+    pub max_length: u64,
+    /// Timed passes over the workload.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+    /// Untimed passes first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// This machine's GEMM peak in GOP/s, for the % column [default: 200 for f32, measured on
+    /// the 2-core Zen 4 reference machine].
+    #[arg(long, default_value_t = 200.0)]
+    pub peak_gflops: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Truncation strategies as CLI values.

@@ -143,6 +143,11 @@ impl Reranker {
         self.model.max_sequence_length()
     }
 
+    /// FLOPs of a full forward pass over one sequence of `tokens` tokens.
+    pub fn forward_flops(&self, tokens: usize) -> f64 {
+        rerank_models::models::forward_flops(self.model.encoder_config(), tokens)
+    }
+
     /// The pair tokenizer.
     pub fn pair_encoder(&self) -> &PairEncoder {
         &self.encoder

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod rank;
 mod score;
 mod serve;
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => score::run(args),
         Command::Rank(args) => rank::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -213,6 +213,10 @@ impl CrossEncoder for BertForSequenceClassification {
         ModelKind::Bert
     }
 
+    fn encoder_config(&self) -> &EncoderConfig {
+        &self.bert.cfg.encoder
+    }
+
     fn max_sequence_length(&self) -> usize {
         self.bert.cfg.max_position_embeddings
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
-use crate::layers::{Linear, Matrix};
+use crate::layers::{EncoderConfig, Linear, Matrix};
 use crate::weights::{Vb, Weights};
 
 use bert::{BertConfig, BertForSequenceClassification, BertModel};
@@ -38,6 +38,8 @@ pub trait CrossEncoder: Send + Sync {
     fn kind(&self) -> ModelKind;
     /// The longest sequence (in tokens, specials included) the model accepts.
     fn max_sequence_length(&self) -> usize;
+    /// The transformer's sizes.
+    fn encoder_config(&self) -> &EncoderConfig;
     /// Raw logits, one per sequence of `batch`, in order.
     fn score(&self, batch: &PackedBatch) -> Result<Vec<f32>>;
 }
@@ -79,6 +81,18 @@ impl ClassifierHead {
     pub(crate) fn forward(&self, x: &Matrix) -> Vec<f32> {
         self.linear.forward(x).data
     }
+}
+
+/// Multiply-adds ×2 of a full forward pass over one sequence of `n` tokens (the usual
+/// "model FLOPs": every layer on every token, as other runtimes compute it).
+pub fn forward_flops(cfg: &EncoderConfig, n: usize) -> f64 {
+    let (h, i, n) = (
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        n as f64,
+    );
+    let per_layer = 2.0 * n * (4.0 * h * h + 2.0 * h * i) + 4.0 * n * n * h;
+    per_layer * cfg.num_hidden_layers as f64
 }
 
 const CLASSIFIERS: [(&str, ModelKind); 3] = [

@@ -7,7 +7,7 @@
 
 use crate::batch::PackedBatch;
 use crate::error::Result;
-use crate::layers::{Linear, Matrix, TransformerEncoder};
+use crate::layers::{EncoderConfig, Linear, Matrix, TransformerEncoder};
 use crate::models::bert::{BertConfig, Embeddings};
 use crate::models::{ClassifierHead, CrossEncoder, ModelKind, TextEncoder};
 use crate::weights::{Vb, Weights};
@@ -112,6 +112,10 @@ impl XlmRobertaForSequenceClassification {
 impl CrossEncoder for XlmRobertaForSequenceClassification {
     fn kind(&self) -> ModelKind {
         ModelKind::XlmRoberta
+    }
+
+    fn encoder_config(&self) -> &EncoderConfig {
+        &self.roberta.cfg.encoder
     }
 
     fn max_sequence_length(&self) -> usize {
