@@ -117,14 +117,34 @@ impl Weights {
                 message: format!("expected shape {shape:?}, found {:?}", loc.shape),
             });
         }
-        let bytes = &self.maps[loc.file][loc.start..loc.end];
-        decode_f32(bytes, loc.dtype).ok_or_else(|| ModelError::BadTensor {
-            name: name.to_string(),
-            message: format!(
-                "unsupported dtype {:?} (expected F32, F16 or BF16)",
-                loc.dtype
-            ),
-        })
+        let elem = match loc.dtype {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            other => {
+                return Err(ModelError::BadTensor {
+                    name: name.to_string(),
+                    message: format!("unsupported dtype {other:?} (expected F32, F16 or BF16)"),
+                })
+            }
+        };
+        let map = &self.maps[loc.file];
+        let mut values = Vec::with_capacity((loc.end - loc.start) / elem);
+        // Convert in slices and release each slice's mapped pages right away: peak memory stays
+        // near the converted weights instead of file + weights (a 768 MB embedding table would
+        // otherwise be resident twice).
+        const SLICE: usize = 64 << 20;
+        let mut at = loc.start;
+        while at < loc.end {
+            let end = (at + SLICE).min(loc.end);
+            values.extend(decode_f32(&map[at..end], loc.dtype).unwrap_or_default());
+            // SAFETY: the map is read-only and file-backed; dropped pages are re-read from the
+            // file if touched again, and no reference into this range outlives this loop.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, end - at)
+            };
+            at = end;
+        }
+        Ok(values)
     }
 
     /// A view that prefixes every name with `prefix.`.

@@ -194,6 +194,19 @@ async fn legacy_accepts_python_literal_and_json() {
 }
 
 #[tokio::test]
+async fn legacy_accepts_a_body_without_json_content_type() {
+    // The seed's client posts `data=json.dumps(...)`: no Content-Type header.
+    let r = router(config());
+    let body = json!({"text_pairs": "[['what is panda?', 'hi']]"}).to_string();
+    let req = Request::post("/tiny/post")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Body::from(body))
+        .unwrap();
+    let res = r.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn big_requests_are_split_and_answered_whole() {
     // max_client_batch_size = 2 and a 256-token batch budget: 40 documents become 20 jobs.
     let r = router(config());

@@ -23,7 +23,7 @@ impl Activation {
     /// Applies the activation to every value in place.
     pub fn apply(self, values: &mut [f32]) {
         match self {
-            Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu_erf(*v)),
+            Activation::Gelu => parallel_chunks(values, super::fastmath::gelu_inplace),
             Activation::GeluNew => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::Silu => values.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
@@ -31,8 +31,15 @@ impl Activation {
     }
 }
 
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+/// Runs `f` over chunks of `values` on the engine's threads.
+fn parallel_chunks(values: &mut [f32], f: fn(&mut [f32])) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    if values.len() <= CHUNK {
+        f(values);
+    } else {
+        values.par_chunks_mut(CHUNK).for_each(f);
+    }
 }
 
 fn gelu_tanh(x: f32) -> f32 {

@@ -4,6 +4,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::layers::fastmath::softmax_inplace;
 use crate::layers::Matrix;
 
 /// Which query rows attention is computed for.
@@ -132,18 +133,6 @@ fn attend_one_head(
         );
     }
     ctx
-}
-
-/// Numerically stable softmax of one row.
-fn softmax_inplace(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attention;
 pub mod encoder;
+pub mod fastmath;
 pub mod linear;
 pub mod matrix;
 pub mod norm;

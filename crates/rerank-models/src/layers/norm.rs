@@ -1,6 +1,7 @@
 //! Layer normalisation, with the residual add fused in.
 
 use crate::error::Result;
+use crate::layers::fastmath::layer_norm_row;
 use crate::layers::Matrix;
 use crate::weights::Vb;
 
@@ -26,10 +27,15 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises every row of `x` in place.
+    /// Normalises every row of `x` in place, rows spread over the engine's threads.
     pub fn forward_inplace(&self, x: &mut Matrix) {
-        for r in 0..x.rows {
-            self.normalize_row(x.row_mut(r));
+        use rayon::prelude::*;
+        let cols = x.cols;
+        let norm = |row: &mut [f32]| layer_norm_row(row, &self.weight, &self.bias, self.eps);
+        if x.rows >= 64 {
+            x.data.par_chunks_mut(cols).for_each(norm);
+        } else {
+            x.data.chunks_mut(cols).for_each(norm);
         }
     }
 
@@ -40,15 +46,5 @@ impl LayerNorm {
             *v += r;
         }
         self.forward_inplace(x);
-    }
-
-    fn normalize_row(&self, row: &mut [f32]) {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + self.eps).sqrt();
-        for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
-            *v = (*v - mean) * inv * w + b;
-        }
     }
 }
