@@ -17,13 +17,7 @@ trap cleanup EXIT
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/clients/requirements.txt
 
-model=target/test-fixtures/server-model
-if [ ! -f "$model/model.safetensors" ]; then
-  mkdir -p "$model"
-  cp tests/fixtures/xlmr-tiny/*.json "$model/"
-  gunzip -c tests/fixtures/xlmr-tiny/model.safetensors.gz >"$model/model.safetensors"
-  gunzip -c tests/fixtures/xlmr-tiny/tokenizer.json.gz >"$model/tokenizer.json"
-fi
+model=$(scripts/fixture-model.sh target/test-fixtures/server-model)
 key=ci-key
 "$bin" serve --model "$model" --port 0 --api-key "$key" --served-model-name bge-reranker-base >"$log" 2>&1 &
 pid=$!
@@ -33,7 +27,8 @@ url=$(grep -m1 '^listening on' "$log" | awk '{print $3}')
 common=(--base-url "$url" --rerank-bin "$bin" --model "$model" --served-model-name bge-reranker-base --api-key "$key")
 "$venv/bin/python" scripts/clients/check_clients.py "${common[@]}"
 "$venv/bin/python" scripts/clients/loadtest.py "${common[@]}" --requests "$requests" --concurrency "$concurrency"
-curl -sf "$url/health" >/dev/null && echo "health after load: ok"
+"$venv/bin/python" -c "import sys, requests; sys.exit(requests.get('$url/health', timeout=10).status_code != 200)" &&
+  echo "health after load: ok"
 kill -TERM "$pid"
 wait "$pid" && echo "server stopped cleanly (exit 0)"
 pid=

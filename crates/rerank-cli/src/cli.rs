@@ -43,6 +43,16 @@ pub struct ModelArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// Compute precision of the weights and activations (reduced precisions are planned).
+    #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+}
+
+/// Compute precisions the engine offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit float weights and activations: the reference's numbers (within 1e-4).
+    F32,
 }
 
 /// How pairs are cut and scored.

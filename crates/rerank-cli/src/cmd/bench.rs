@@ -32,7 +32,7 @@ struct JsonlCall {
 #[derive(Debug, Serialize)]
 struct Report {
     workload: String,
-    dtype: &'static str,
+    dtype: String,
     threads: usize,
     calls: usize,
     pairs: usize,
@@ -88,7 +88,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         times.calls += t.calls;
     }
     bar.finish_and_clear();
-    let report = report(workload, &times, args.peak_gflops);
+    let dtype = format!("{:?}", args.model.dtype).to_lowercase();
+    let report = report(workload, dtype, &times, args.peak_gflops);
     if args.json {
         print_json(&report)
     } else {
@@ -200,13 +201,13 @@ fn run_pass(
     Ok(t)
 }
 
-fn report(workload: String, t: &Times, peak_gflops: f64) -> Report {
+fn report(workload: String, dtype: String, t: &Times, peak_gflops: f64) -> Report {
     let e2e = (t.pre + t.infer + t.post).as_secs_f64();
     let calls = t.calls.max(1) as f64;
     let gflops = t.flops / t.infer.as_secs_f64().max(1e-9) / 1e9;
     Report {
         workload,
-        dtype: "f32",
+        dtype,
         threads: rerank::runtime::threads(),
         calls: t.calls,
         pairs: t.pairs,
