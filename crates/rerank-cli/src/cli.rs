@@ -43,7 +43,10 @@ pub struct ModelArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
     pub threads: usize,
-    /// Compute precision of the weights and activations (reduced precisions are planned).
+    /// Precision of the encoder's matrix products: f32 = the reference's numbers; bf16 = bf16
+    /// weights and activations with f32 accumulation (AVX512_BF16); int8 = int8 weights and
+    /// activations with i32 accumulation (AVX512_VNNI). Reduced precisions are faster and
+    /// move scores slightly (see BENCHMARKS.md).
     #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
 }
@@ -53,6 +56,21 @@ pub struct ModelArgs {
 pub enum DtypeArg {
     /// 32-bit float weights and activations: the reference's numbers (within 1e-4).
     F32,
+    /// bf16 weights and activations, f32 accumulation.
+    Bf16,
+    /// int8 weights (per-channel) and activations (per-token, dynamic), i32 accumulation.
+    Int8,
+}
+
+impl DtypeArg {
+    /// The library's value.
+    pub fn dtype(self) -> rerank::Dtype {
+        match self {
+            DtypeArg::F32 => rerank::Dtype::F32,
+            DtypeArg::Bf16 => rerank::Dtype::Bf16,
+            DtypeArg::Int8 => rerank::Dtype::Int8,
+        }
+    }
 }
 
 /// How pairs are cut and scored.

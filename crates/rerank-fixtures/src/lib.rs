@@ -21,6 +21,10 @@ fn workspace_root() -> PathBuf {
 
 /// A fixture model folder with every `*.gz` file unpacked (cached under `target/`).
 pub fn model_dir(name: &str) -> PathBuf {
+    // Tests of one process run on several threads: unpack under a lock (the temporary folder
+    // is named by process id, which keeps separate test processes apart).
+    static UNPACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = UNPACK.lock().unwrap_or_else(|e| e.into_inner());
     let src = fixtures_root().join(name);
     let dest = workspace_root()
         .join("target")

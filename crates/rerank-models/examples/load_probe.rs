@@ -12,7 +12,7 @@ fn rss(tag: &str) {
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("model dir"));
     rss("start");
-    let model = rerank_models::load_cross_encoder(&dir).unwrap();
+    let model = rerank_models::load_cross_encoder(&dir, rerank_models::Dtype::F32).unwrap();
     rss("model");
     drop(model);
     rss("dropped");

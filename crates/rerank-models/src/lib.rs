@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod runtime;
@@ -20,3 +21,16 @@ pub use error::{ModelError, Result};
 pub use layers::Matrix;
 pub use models::{load_cross_encoder, load_text_encoder, CrossEncoder, ModelKind, TextEncoder};
 pub use weights::Weights;
+
+/// Precision of the encoder's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    /// f32 weights and activations (the reference's numbers).
+    #[default]
+    F32,
+    /// bf16 weights and activations, f32 accumulation (AVX512_BF16 where the CPU has it).
+    Bf16,
+    /// int8 weights (per-channel scales) and activations (dynamic per-token scales), i32
+    /// accumulation (AVX512_VNNI where the CPU has it).
+    Int8,
+}

@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::{Dtype as FileDtype, SafeTensors};
 
 use crate::error::{ModelError, Result};
+use crate::Dtype;
 
 /// Where one tensor lives: which file, its dtype, shape and byte range.
 #[derive(Debug, Clone)]
 struct TensorLocation {
     file: usize,
-    dtype: Dtype,
+    dtype: FileDtype,
     shape: Vec<usize>,
     start: usize,
     end: usize,
@@ -20,6 +21,7 @@ struct TensorLocation {
 
 /// Memory-mapped safetensors files and an index of the tensors they hold.
 pub struct Weights {
+    dtype: Dtype,
     paths: Vec<PathBuf>,
     maps: Vec<Mmap>,
     tensors: HashMap<String, TensorLocation>,
@@ -86,10 +88,17 @@ impl Weights {
             maps.push(map);
         }
         Ok(Self {
+            dtype: Dtype::F32,
             paths: paths.to_vec(),
             maps,
             tensors,
         })
+    }
+
+    /// The precision linear layers built from these weights use.
+    pub fn with_dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// True when a tensor of that exact name exists.
@@ -118,8 +127,8 @@ impl Weights {
             });
         }
         let elem = match loc.dtype {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::BF16 => 2,
+            FileDtype::F32 => 4,
+            FileDtype::F16 | FileDtype::BF16 => 2,
             other => {
                 return Err(ModelError::BadTensor {
                     name: name.to_string(),
@@ -194,23 +203,28 @@ impl<'a> Vb<'a> {
         self.weights.get_f32(&self.path(name), shape)
     }
 
+    /// The precision linear layers loaded through this view use.
+    pub fn dtype(&self) -> Dtype {
+        self.weights.dtype
+    }
+
     /// True when `name` exists under this view.
     pub fn contains(&self, name: &str) -> bool {
         self.weights.contains(&self.path(name))
     }
 }
 
-fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+fn decode_f32(bytes: &[u8], dtype: FileDtype) -> Option<Vec<f32>> {
     let out = match dtype {
-        Dtype::F32 => bytes
+        FileDtype::F32 => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        Dtype::F16 => bytes
+        FileDtype::F16 => bytes
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        Dtype::BF16 => bytes
+        FileDtype::BF16 => bytes
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),

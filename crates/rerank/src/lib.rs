@@ -21,7 +21,7 @@ pub mod scores;
 pub mod tokenize;
 
 pub use error::{Error, Result};
-pub use rerank_models::{runtime, ModelError, ModelKind};
+pub use rerank_models::{runtime, Dtype, ModelError, ModelKind};
 pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions};
 pub use tokenize::{EncodedPair, PairEncoder, PairLimits, Truncation};
 pub use tokenizers::TruncationDirection;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rerank_models::{CrossEncoder, ModelKind, PackedBatch};
+use rerank_models::{CrossEncoder, Dtype, ModelKind, PackedBatch};
 
 use crate::error::{Error, Result};
 use crate::hub;
@@ -76,6 +76,7 @@ pub struct Ranked {
 pub struct RerankerBuilder {
     model: String,
     threads: Option<usize>,
+    dtype: Dtype,
 }
 
 impl RerankerBuilder {
@@ -85,11 +86,17 @@ impl RerankerBuilder {
         self
     }
 
+    /// Precision of the encoder (default f32, the reference's numbers).
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
     /// Resolves the model (folder or hub id), loads weights and tokenizer.
     pub fn build(self) -> Result<Reranker> {
         rerank_models::runtime::set_threads(self.threads.unwrap_or(0));
         let dir = hub::resolve_model(&self.model)?;
-        Reranker::load_dir(&self.model, &dir)
+        Reranker::load_dir_as(&self.model, &dir, self.dtype)
     }
 }
 
@@ -99,6 +106,7 @@ pub struct Reranker {
     dir: PathBuf,
     encoder: PairEncoder,
     model: Box<dyn CrossEncoder>,
+    dtype: Dtype,
 }
 
 impl Reranker {
@@ -107,12 +115,18 @@ impl Reranker {
         RerankerBuilder {
             model: model.into(),
             threads: None,
+            dtype: Dtype::F32,
         }
     }
 
-    /// Loads a reranker from a resolved model folder; `model_id` is what the user named.
+    /// Loads an f32 reranker from a resolved model folder; `model_id` is what the user named.
     pub fn load_dir(model_id: &str, dir: &Path) -> Result<Self> {
-        let model = rerank_models::load_cross_encoder(dir)?;
+        Self::load_dir_as(model_id, dir, Dtype::F32)
+    }
+
+    /// Loads a reranker from a resolved model folder in the given precision.
+    pub fn load_dir_as(model_id: &str, dir: &Path, dtype: Dtype) -> Result<Self> {
+        let model = rerank_models::load_cross_encoder(dir, dtype)?;
         let use_type_ids = model.kind() == ModelKind::Bert;
         let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), use_type_ids)?;
         Ok(Self {
@@ -120,6 +134,7 @@ impl Reranker {
             dir: dir.to_path_buf(),
             encoder,
             model,
+            dtype,
         })
     }
 
@@ -131,6 +146,11 @@ impl Reranker {
     /// The folder the model was loaded from.
     pub fn model_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The encoder's precision.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// The model family.

@@ -42,7 +42,8 @@ fn minilm_hidden_states_match_transformers() {
     let reference: MiniLmReference = serde_json::from_str(&text).unwrap();
     let hidden_ref = Weights::open(&[root.join("reference.safetensors")]).unwrap();
 
-    let encoder = rerank_models::load_text_encoder(&dir).expect("load all-MiniLM-L6-v2");
+    let encoder = rerank_models::load_text_encoder(&dir, rerank_models::Dtype::F32)
+        .expect("load all-MiniLM-L6-v2");
     assert_eq!(encoder.hidden_size(), 384);
     let tokenizer = PairEncoder::from_file(&dir.join("tokenizer.json"), true).unwrap();
     let mut worst = 0.0f32;

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
 pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
     Ok(Reranker::builder(&args.model)
         .threads(args.threads)
+        .dtype(args.dtype.dtype())
         .build()?)
 }
 

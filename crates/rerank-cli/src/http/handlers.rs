@@ -209,7 +209,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
             Truncation::Flag => "flag".into(),
             Truncation::LongestFirst => "longest-first".into(),
         },
-        dtype: "f32".into(),
+        dtype: format!("{:?}", reranker.dtype()).to_lowercase(),
         version: env!("CARGO_PKG_VERSION").into(),
         max_batch_tokens: c.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,

@@ -3,27 +3,51 @@
 use gemm::Parallelism;
 
 use crate::error::Result;
+use crate::kernels::bf16_gemm::{self, PackedBf16};
+use crate::kernels::int8_gemm::{self, PackedInt8};
 use crate::layers::Matrix;
 use crate::runtime;
 use crate::weights::Vb;
+use crate::Dtype;
 
 /// Work (multiply-adds) below which a GEMM runs on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// A linear layer; the weight is stored transposed (`[in, out]`, row-major), converted at load.
+/// How the weight is stored for its kernel.
+enum Kernel {
+    /// Transposed f32 (`[in, out]`, row-major) for the `gemm` crate.
+    F32 { weight_t: Vec<f32> },
+    /// bf16 pairs packed for the AVX512_BF16 kernel (the bias is folded in there).
+    Bf16(PackedBf16),
+    /// int8 quads packed for the AVX512_VNNI kernel (the bias is folded in there).
+    Int8(PackedInt8),
+}
+
+/// A linear layer; the weight is converted once, at load, to its kernel's layout.
 pub struct Linear {
-    weight_t: Vec<f32>,
+    kernel: Kernel,
     bias: Option<Vec<f32>>,
     in_dim: usize,
     out_dim: usize,
 }
 
 impl Linear {
-    /// Loads `weight` (`[out, in]`) and `bias` (`[out]`) from `vb`.
+    /// Loads `weight` (`[out, in]`) and `bias` (`[out]`) from `vb`, in `vb`'s dtype.
     pub fn load(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Self::load_as(vb, in_dim, out_dim, vb.dtype())
+    }
+
+    /// Like [`Linear::load`] with an explicit dtype (small heads stay f32).
+    pub fn load_as(vb: &Vb, in_dim: usize, out_dim: usize, dtype: Dtype) -> Result<Self> {
         let weight = vb.get("weight", &[out_dim, in_dim])?;
         let bias = vb.get("bias", &[out_dim])?;
-        Ok(Self::from_parts(&weight, Some(bias), in_dim, out_dim))
+        Ok(Self::from_parts_as(
+            &weight,
+            Some(bias),
+            in_dim,
+            out_dim,
+            dtype,
+        ))
     }
 
     /// Stacks several layers with the same input into one wider layer (e.g. Q, K and V).
@@ -34,29 +58,64 @@ impl Linear {
             weight.extend(vb.get("weight", &[out_dim, in_dim])?);
             bias.extend(vb.get("bias", &[out_dim])?);
         }
-        Ok(Self::from_parts(
+        let dtype = vbs.first().map_or(Dtype::F32, Vb::dtype);
+        Ok(Self::from_parts_as(
             &weight,
             Some(bias),
             in_dim,
             vbs.len() * out_dim,
+            dtype,
         ))
     }
 
-    /// Builds a layer from a PyTorch-layout weight (`[out, in]`, row-major).
+    /// Builds an f32 layer from a PyTorch-layout weight (`[out, in]`, row-major).
     pub fn from_parts(
         weight: &[f32],
         bias: Option<Vec<f32>>,
         in_dim: usize,
         out_dim: usize,
     ) -> Self {
-        let mut weight_t = vec![0.0; in_dim * out_dim];
-        for o in 0..out_dim {
-            for i in 0..in_dim {
-                weight_t[i * out_dim + o] = weight[o * in_dim + i];
+        Self::from_parts_as(weight, bias, in_dim, out_dim, Dtype::F32)
+    }
+
+    /// Builds a layer in `dtype`. bf16 and int8 run their AVX-512 kernels where the CPU has
+    /// the instructions; elsewhere they keep the rounded/quantised weights on the f32 path.
+    pub fn from_parts_as(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+        dtype: Dtype,
+    ) -> Self {
+        let kernel = match dtype {
+            Dtype::Bf16 if bf16_gemm::supported() => {
+                Kernel::Bf16(PackedBf16::pack(weight, bias.as_deref(), in_dim, out_dim))
             }
-        }
+            Dtype::Bf16 => {
+                let rounded: Vec<f32> = weight
+                    .iter()
+                    .map(|&w| bf16_gemm::from_bf16_bits(bf16_gemm::to_bf16_bits(w)))
+                    .collect();
+                Kernel::F32 {
+                    weight_t: transpose(&rounded, in_dim, out_dim),
+                }
+            }
+            Dtype::Int8 if int8_gemm::supported() => {
+                Kernel::Int8(PackedInt8::pack(weight, bias.as_deref(), in_dim, out_dim))
+            }
+            Dtype::Int8 => Kernel::F32 {
+                weight_t: transpose(
+                    &PackedInt8::dequantized(weight, in_dim, out_dim),
+                    in_dim,
+                    out_dim,
+                ),
+            },
+            Dtype::F32 => Kernel::F32 {
+                weight_t: transpose(weight, in_dim, out_dim),
+            },
+        };
         Self {
-            weight_t,
+            kernel,
             bias,
             in_dim,
             out_dim,
@@ -71,6 +130,11 @@ impl Linear {
     /// `x·Wᵀ + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
     pub fn forward(&self, x: &Matrix) -> Matrix {
         assert_eq!(x.cols, self.in_dim, "linear input width");
+        let weight_t = match &self.kernel {
+            Kernel::Bf16(packed) => return packed.matmul(x),
+            Kernel::Int8(packed) => return packed.matmul(x),
+            Kernel::F32 { weight_t } => weight_t,
+        };
         let (m, n, k) = (x.rows, self.out_dim, self.in_dim);
         let mut out = match &self.bias {
             Some(b) => Matrix::from_vec(b.repeat(m), m, n),
@@ -97,7 +161,7 @@ impl Linear {
                 x.data.as_ptr(),
                 1,
                 k as isize,
-                self.weight_t.as_ptr(),
+                weight_t.as_ptr(),
                 1,
                 n as isize,
                 1.0,
@@ -110,6 +174,17 @@ impl Linear {
         }
         out
     }
+}
+
+/// `[out, in]` → `[in, out]`.
+fn transpose(weight: &[f32], in_dim: usize, out_dim: usize) -> Vec<f32> {
+    let mut weight_t = vec![0.0; in_dim * out_dim];
+    for o in 0..out_dim {
+        for i in 0..in_dim {
+            weight_t[i * out_dim + o] = weight[o * in_dim + i];
+        }
+    }
+    weight_t
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::layers::{EncoderConfig, LayerNorm, Linear, Matrix, TransformerEncoder};
 use crate::models::{ClassifierHead, CrossEncoder, ModelKind, TextEncoder};
 use crate::weights::{Vb, Weights};
+use crate::Dtype;
 
 /// The fields of a BERT/RoBERTa `config.json` this crate reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -202,7 +203,7 @@ impl BertForSequenceClassification {
         let h = cfg.encoder.hidden_size;
         Ok(Self {
             bert: BertModel::load(&vb, cfg)?,
-            pooler: Linear::load(&vb.pp("pooler").pp("dense"), h, h)?,
+            pooler: Linear::load_as(&vb.pp("pooler").pp("dense"), h, h, Dtype::F32)?,
             classifier: ClassifierHead::load(weights, &weights.pp("classifier"), h)?,
         })
     }

@@ -9,6 +9,7 @@ use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::{EncoderConfig, Linear, Matrix};
 use crate::weights::{Vb, Weights};
+use crate::Dtype;
 
 use bert::{BertConfig, BertForSequenceClassification, BertModel};
 use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
@@ -74,7 +75,7 @@ impl ClassifierHead {
             });
         }
         Ok(Self {
-            linear: Linear::load(vb, hidden, 1)?,
+            linear: Linear::load_as(vb, hidden, 1, Dtype::F32)?,
         })
     }
 
@@ -136,8 +137,9 @@ fn bert_config(dir: &Path, config: &serde_json::Value) -> Result<BertConfig> {
     })
 }
 
-/// Loads the cross-encoder in a model folder, choosing the architecture from `config.json`.
-pub fn load_cross_encoder(dir: &Path) -> Result<Box<dyn CrossEncoder>> {
+/// Loads the cross-encoder in a model folder, choosing the architecture from `config.json`;
+/// the encoder's linear layers run in `dtype`.
+pub fn load_cross_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn CrossEncoder>> {
     let config = read_config(dir)?;
     let arch = named_architecture(&config);
     let kind = CLASSIFIERS
@@ -149,7 +151,7 @@ pub fn load_cross_encoder(dir: &Path) -> Result<Box<dyn CrossEncoder>> {
             supported: CLASSIFIERS.map(|(n, _)| n).join(", "),
         })?;
     let cfg = bert_config(dir, &config)?;
-    let weights = Weights::from_dir(dir)?;
+    let weights = Weights::from_dir(dir)?.with_dtype(dtype);
     Ok(match kind {
         ModelKind::Bert => Box::new(BertForSequenceClassification::load(&weights, &cfg)?),
         ModelKind::XlmRoberta => {
@@ -160,7 +162,7 @@ pub fn load_cross_encoder(dir: &Path) -> Result<Box<dyn CrossEncoder>> {
 
 /// Loads the bare encoder of a model folder (any BERT or XLM-RoBERTa checkpoint; a
 /// classification head, if present, is ignored).
-pub fn load_text_encoder(dir: &Path) -> Result<Box<dyn TextEncoder>> {
+pub fn load_text_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn TextEncoder>> {
     let config = read_config(dir)?;
     let model_type = config["model_type"]
         .as_str()
@@ -175,7 +177,7 @@ pub fn load_text_encoder(dir: &Path) -> Result<Box<dyn TextEncoder>> {
             supported: ENCODERS.map(|(n, _)| n).join(", "),
         })?;
     let cfg = bert_config(dir, &config)?;
-    let weights = Weights::from_dir(dir)?;
+    let weights = Weights::from_dir(dir)?.with_dtype(dtype);
     Ok(match kind {
         ModelKind::Bert => Box::new(BertModel::load_from(&weights, &cfg)?),
         ModelKind::XlmRoberta => Box::new(XlmRobertaModel::load_from(&weights, &cfg)?),

@@ -11,6 +11,7 @@ use crate::layers::{EncoderConfig, Linear, Matrix, TransformerEncoder};
 use crate::models::bert::{BertConfig, Embeddings};
 use crate::models::{ClassifierHead, CrossEncoder, ModelKind, TextEncoder};
 use crate::weights::{Vb, Weights};
+use crate::Dtype;
 
 /// `XLMRobertaModel` without pooler: embeddings + encoder.
 pub struct XlmRobertaModel {
@@ -103,7 +104,7 @@ impl XlmRobertaForSequenceClassification {
         let head = weights.pp("classifier");
         Ok(Self {
             roberta: XlmRobertaModel::load(&weights.pp("roberta"), cfg)?,
-            dense: Linear::load(&head.pp("dense"), h, h)?,
+            dense: Linear::load_as(&head.pp("dense"), h, h, Dtype::F32)?,
             out_proj: ClassifierHead::load(weights, &head.pp("out_proj"), h)?,
         })
     }

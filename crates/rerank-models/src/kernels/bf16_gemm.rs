@@ -1,0 +1,267 @@
+//! `y = x·Wᵀ + b` with bf16 weights and activations and f32 accumulation, on AVX512_BF16
+//! (`vdpbf16ps`). The weights are rounded to bf16 and packed once, at load, into panels of 48
+//! output columns laid out as `vdpbf16ps` reads them; the activations are rounded and packed per
+//! call (a pass over `x`, small next to the GEMM). An 8×48 micro-kernel keeps 24 accumulators in
+//! registers, starting from the bias. CPUs without AVX512_BF16 get the same bf16-rounded weights
+//! through the f32 path (see [`crate::layers::Linear`]).
+
+use rayon::prelude::*;
+
+use crate::layers::Matrix;
+
+/// Output columns per packed panel (3 × 16 f32 lanes).
+const NR: usize = 48;
+/// Rows per micro-kernel call.
+const MR: usize = 8;
+/// Rows per parallel block (a block's packed activations stay in L2 across panels).
+const MC: usize = 64;
+
+/// True when this CPU runs the bf16 kernel.
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Rounds to the nearest bf16 (ties to even), as the bit pattern.
+#[inline(always)]
+pub fn to_bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// The value of bf16 bits as f32.
+#[inline(always)]
+pub fn from_bf16_bits(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// Two bf16 values in one 32-bit lane: `lo` in the low half (what `vdpbf16ps` pairs first).
+#[inline(always)]
+fn pair(lo: f32, hi: f32) -> u32 {
+    to_bf16_bits(lo) as u32 | (to_bf16_bits(hi) as u32) << 16
+}
+
+/// A weight matrix packed for the bf16 kernel.
+pub struct PackedBf16 {
+    k: usize,
+    n: usize,
+    /// `ceil(k / 2)`: k-pairs.
+    k2: usize,
+    panels: usize,
+    /// `panels × k2 × NR` pairs.
+    data: Vec<u32>,
+    /// `panels × NR` (zero-padded).
+    bias: Vec<f32>,
+}
+
+impl PackedBf16 {
+    /// Packs a PyTorch-layout weight `[n, k]` (row-major) and its bias.
+    pub fn pack(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        let k2 = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0u32; panels * k2 * NR];
+        let at = |row: usize, col: usize| if col < k { weight[row * k + col] } else { 0.0 };
+        for p in 0..panels {
+            for kp in 0..k2 {
+                for j in 0..NR {
+                    let col = p * NR + j;
+                    if col < n {
+                        data[(p * k2 + kp) * NR + j] = pair(at(col, 2 * kp), at(col, 2 * kp + 1));
+                    }
+                }
+            }
+        }
+        let mut padded_bias = vec![0.0; panels * NR];
+        if let Some(b) = bias {
+            padded_bias[..n].copy_from_slice(b);
+        }
+        Self {
+            k,
+            n,
+            k2,
+            panels,
+            data,
+            bias: padded_bias,
+        }
+    }
+
+    /// `x·Wᵀ + b` (`[m, k]` → `[m, n]`). Call only where [`supported`] is true.
+    pub fn matmul(&self, x: &Matrix) -> Matrix {
+        assert_eq!(x.cols, self.k, "bf16 gemm input width");
+        let m = x.rows;
+        let m_pad = m.div_ceil(MR) * MR;
+        let ldc = self.panels * NR;
+        let a = pack_rows(x, m_pad, self.k2);
+        let mut c = vec![0.0f32; m_pad * ldc];
+        c.par_chunks_mut(MC * ldc)
+            .enumerate()
+            .for_each(|(block, c_block)| {
+                let rows = c_block.len() / ldc;
+                let a_block = &a[block * MC * self.k2..(block * MC + rows) * self.k2];
+                for p in 0..self.panels {
+                    let b = &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR];
+                    let bias = &self.bias[p * NR..(p + 1) * NR];
+                    for tile in 0..rows / MR {
+                        let a_tile = &a_block[tile * MR * self.k2..];
+                        let c_tile = &mut c_block[tile * MR * ldc + p * NR..];
+                        // SAFETY: `supported()` was checked by the caller; the slices hold MR rows
+                        // of `k2` pairs (a), `k2 × NR` pairs (b), NR biases and MR rows of `ldc`
+                        // floats from the tile's corner (c).
+                        unsafe { kernel_8x48(self.k2, a_tile, self.k2, b, bias, c_tile, ldc) };
+                    }
+                }
+            });
+        if ldc == self.n {
+            c.truncate(m * ldc);
+            return Matrix::from_vec(c, m, self.n);
+        }
+        let mut out = Vec::with_capacity(m * self.n);
+        for row in c.chunks_exact(ldc).take(m) {
+            out.extend_from_slice(&row[..self.n]);
+        }
+        Matrix::from_vec(out, m, self.n)
+    }
+}
+
+/// Rounds `x` to bf16 pairs, rows padded to `m_pad` and columns to `2·k2` with zeros.
+fn pack_rows(x: &Matrix, m_pad: usize, k2: usize) -> Vec<u32> {
+    let mut a = vec![0u32; m_pad * k2];
+    a.par_chunks_mut(k2)
+        .zip(x.data.par_chunks(x.cols))
+        .for_each(|(dst, row)| {
+            let pairs = row.chunks_exact(2);
+            let last = pairs.remainder().first().map(|&v| pair(v, 0.0));
+            for (d, p) in dst.iter_mut().zip(pairs) {
+                *d = pair(p[0], p[1]);
+            }
+            if let Some(v) = last {
+                dst[k2 - 1] = v;
+            }
+        });
+    a
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn kernel_8x48(
+    k2: usize,
+    a: &[u32],
+    lda: usize,
+    b: &[u32],
+    bias: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(a.len() >= (MR - 1) * lda + k2 && b.len() >= k2 * NR && bias.len() >= NR);
+    debug_assert!(c.len() >= (MR - 1) * ldc + NR);
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let b0 = _mm512_loadu_ps(bias.as_ptr());
+    let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
+    let b2 = _mm512_loadu_ps(bias.as_ptr().add(32));
+    let mut acc = [[b0, b1, b2]; MR];
+    for kp in 0..k2 {
+        let w = bp.add(kp * NR) as *const __m512i;
+        let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w));
+        let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(1)));
+        let w2: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(2)));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(r * lda + kp) as i32));
+            row[0] = _mm512_dpbf16_ps(row[0], x, w0);
+            row[1] = _mm512_dpbf16_ps(row[1], x, w1);
+            row[2] = _mm512_dpbf16_ps(row[2], x, w2);
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let out = cp.add(r * ldc);
+        _mm512_storeu_ps(out, row[0]);
+        _mm512_storeu_ps(out.add(16), row[1]);
+        _mm512_storeu_ps(out.add(32), row[2]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel_8x48(
+    _: usize,
+    _: &[u32],
+    _: usize,
+    _: &[u32],
+    _: &[f32],
+    _: &mut [f32],
+    _: usize,
+) {
+    unreachable!("the bf16 kernel runs only where supported() is true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact product of bf16-rounded inputs, accumulated in f64.
+    fn reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> Vec<f32> {
+        let r = |v: f32| from_bf16_bits(to_bf16_bits(v)) as f64;
+        let k = x.cols;
+        let mut out = vec![0.0; x.rows * n];
+        for i in 0..x.rows {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| r(x.data[i * k + t]) * r(w[j * k + t])).sum();
+                out[i * n + j] = (dot + bias[j] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rounding_is_nearest_even() {
+        assert_eq!(from_bf16_bits(to_bf16_bits(1.0)), 1.0);
+        assert_eq!(from_bf16_bits(to_bf16_bits(1.0 + 1.0 / 256.0)), 1.0); // tie → even
+        assert_eq!(
+            from_bf16_bits(to_bf16_bits(1.0 + 3.0 / 256.0)),
+            1.0 + 4.0 / 256.0
+        );
+        assert_eq!(from_bf16_bits(to_bf16_bits(-2.5)), -2.5);
+    }
+
+    #[test]
+    fn matches_reference_on_ragged_shapes() {
+        if !supported() {
+            eprintln!("no AVX512_BF16 on this CPU: kernel not exercised");
+            return;
+        }
+        for &(m, k, n) in &[
+            (1, 7, 5),
+            (9, 64, 48),
+            (17, 33, 100),
+            (64, 128, 96),
+            (130, 96, 50),
+        ] {
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 1.0).collect();
+            let x = Matrix::from_vec(
+                (0..m * k)
+                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 20.0)
+                    .collect(),
+                m,
+                k,
+            );
+            let got = PackedBf16::pack(&w, Some(&bias), k, n).matmul(&x);
+            let want = reference(&w, &bias, &x, n);
+            assert_eq!((got.rows, got.cols), (m, n));
+            for (g, r) in got.data.iter().zip(&want) {
+                assert!(
+                    (g - r).abs() <= 1e-3 * (1.0 + r.abs()),
+                    "{m}x{k}x{n}: {g} vs {r}"
+                );
+            }
+        }
+    }
+}
