@@ -78,6 +78,13 @@ impl AppState {
                 .max_length
                 .min(self.inner.reranker.max_sequence_length())
         };
+        // Checked here, per request, so that one bad pair never fails a batch shared with
+        // other clients.
+        if let Some(i) = encoded.iter().position(|e| e.ids.is_empty()) {
+            return Err(ApiError::validation(format!(
+                "document {i}: the pair encodes to no tokens"
+            )));
+        }
         if let Some((i, e)) = encoded.iter().enumerate().find(|(_, e)| e.ids.len() > max) {
             return Err(ApiError::validation(format!(
                 "document {i}: the pair has {} tokens, more than the limit of {max}{}",
