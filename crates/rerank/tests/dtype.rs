@@ -4,10 +4,8 @@
 //!   embedding, f32 embedding) ≥ 0.999 for every sample text, and the top-10 ranking of the
 //!   MS MARCO sample passages for each sample query unchanged in ≥ 95 % of positions.
 
-use std::path::PathBuf;
-
 use rerank::{Dtype, PairEncoder, Reranker, ScoreOptions};
-use rerank_fixtures::{fixtures_root, model_dir, reference};
+use rerank_fixtures::{fixtures_root, minilm_dir, model_dir, reference};
 use rerank_models::{PackedBatch, TextEncoder};
 
 fn max_score_diff(name: &str, dtype: Dtype) -> f32 {
@@ -50,20 +48,6 @@ fn reduced_precision_fixture_scores_stay_close_to_f32() {
                 diff < fixture_bound(dtype),
                 "{name}: {dtype:?} drifted {diff} from f32"
             );
-        }
-    }
-}
-
-fn minilm_dir() -> Option<PathBuf> {
-    let required = std::env::var("RERANK_REQUIRE_REAL_WEIGHTS").is_ok_and(|v| v == "1");
-    match std::env::var_os("RERANK_MINILM_DIR") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if required => panic!("RERANK_MINILM_DIR is not set; run scripts/fetch-minilm.sh"),
-        None => {
-            eprintln!(
-                "RERANK_MINILM_DIR unset: real-weights check not run (scripts/test.sh runs it)"
-            );
-            None
         }
     }
 }

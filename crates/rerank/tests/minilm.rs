@@ -5,10 +5,8 @@
 //! says so and passes, unless `RERANK_REQUIRE_REAL_WEIGHTS=1` (set by `scripts/test.sh` and CI),
 //! where a missing model is a failure.
 
-use std::path::PathBuf;
-
 use rerank::PairEncoder;
-use rerank_fixtures::{fixtures_root, max_abs_diff};
+use rerank_fixtures::{fixtures_root, max_abs_diff, minilm_dir};
 use rerank_models::Weights;
 use serde::Deserialize;
 
@@ -20,23 +18,9 @@ struct MiniLmReference {
     input_ids: Vec<Vec<u32>>,
 }
 
-fn model_dir() -> Option<PathBuf> {
-    let required = std::env::var("RERANK_REQUIRE_REAL_WEIGHTS").is_ok_and(|v| v == "1");
-    match std::env::var_os("RERANK_MINILM_DIR") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if required => panic!("RERANK_MINILM_DIR is not set; run scripts/fetch-minilm.sh"),
-        None => {
-            eprintln!(
-                "RERANK_MINILM_DIR unset: real-weights check not run (scripts/test.sh runs it)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn minilm_hidden_states_match_transformers() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = minilm_dir() else { return };
     let root = fixtures_root().join("minilm");
     let text = std::fs::read_to_string(root.join("reference.json")).unwrap();
     let reference: MiniLmReference = serde_json::from_str(&text).unwrap();

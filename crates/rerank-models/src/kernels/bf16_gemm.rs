@@ -7,14 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::{unpad, MC, MR, NR};
 use crate::layers::Matrix;
-
-/// Output columns per packed panel (3 × 16 f32 lanes).
-const NR: usize = 48;
-/// Rows per micro-kernel call.
-const MR: usize = 8;
-/// Rows per parallel block (a block's packed activations stay in L2 across panels).
-const MC: usize = 64;
 
 /// True when this CPU runs the bf16 kernel.
 pub fn supported() -> bool {
@@ -118,15 +112,7 @@ impl PackedBf16 {
                     }
                 }
             });
-        if ldc == self.n {
-            c.truncate(m * ldc);
-            return Matrix::from_vec(c, m, self.n);
-        }
-        let mut out = Vec::with_capacity(m * self.n);
-        for row in c.chunks_exact(ldc).take(m) {
-            out.extend_from_slice(&row[..self.n]);
-        }
-        Matrix::from_vec(out, m, self.n)
+        unpad(c, m, self.n, ldc)
     }
 }
 

@@ -7,11 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::{unpad, MC, MR, NR};
 use crate::layers::Matrix;
-
-const NR: usize = 48;
-const MR: usize = 8;
-const MC: usize = 64;
 
 /// True when this CPU runs the int8 kernel.
 pub fn supported() -> bool {
@@ -149,11 +146,7 @@ impl PackedInt8 {
                     }
                 }
             });
-        let mut out = Vec::with_capacity(m * self.n);
-        for row in c.chunks_exact(ldc).take(m) {
-            out.extend_from_slice(&row[..self.n]);
-        }
-        Matrix::from_vec(out, m, self.n)
+        unpad(c, m, self.n, ldc)
     }
 }
 
