@@ -10,11 +10,10 @@ checks their scores against `rerank score` for the same pairs:
         --model DIR --served-model-name NAME --api-key KEY
 """
 
-import argparse
 import json
-import math
-import subprocess
 import sys
+
+from common import rerank_scores, server_args, sigmoid
 
 TOL = 1e-5
 QUERY = "what is panda?"
@@ -26,15 +25,8 @@ DOCS = [
 ]
 
 
-def sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 def reference(args):
-    pairs = [[QUERY, d] for d in DOCS]
-    out = subprocess.run([args.rerank_bin, "score", "--model", args.model], input=json.dumps(pairs),
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    return rerank_scores(args.rerank_bin, args.model, [[QUERY, d] for d in DOCS])
 
 
 def check_cohere(args, raw):
@@ -81,13 +73,7 @@ def check_requests(args, raw):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-url", required=True)
-    ap.add_argument("--rerank-bin", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--served-model-name", required=True)
-    ap.add_argument("--api-key", required=True)
-    args = ap.parse_args()
+    args = server_args(__doc__, api_key_required=True).parse_args()
     raw = reference(args)
     failed = 0
     for name, check in [("cohere ClientV2.rerank", check_cohere),

@@ -9,19 +9,17 @@ non-zero on any error or wrong score. Talks only to the loopback address it is g
         --model DIR --requests 10000 --concurrency 64
 """
 
-import argparse
 import asyncio
 import json
-import math
-import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+
+from common import rerank_scores, server_args, sigmoid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,16 +35,8 @@ def load_samples(limit_queries=10, docs_per_query=6):
 
 def reference_scores(rerank_bin, model, samples):
     pairs = [[q, d] for q, docs in samples for d in docs]
-    res = subprocess.run(
-        [rerank_bin, "score", "--model", model],
-        input=json.dumps(pairs), capture_output=True, text=True, check=True,
-    )
-    scores = json.loads(res.stdout)
+    scores = rerank_scores(rerank_bin, model, pairs)
     return {(q, d): s for (q, d), s in zip(map(tuple, pairs), scores)}
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 def make_request(i, samples, served_name):
@@ -127,12 +117,7 @@ async def run(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-url", required=True)
-    ap.add_argument("--rerank-bin", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--served-model-name", required=True)
-    ap.add_argument("--api-key")
+    ap = server_args(__doc__, api_key_required=False)
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--tolerance", type=float, default=1e-5)

@@ -189,6 +189,7 @@ unsafe fn kernel_8x48(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_cases;
 
     /// The exact product of bf16-rounded inputs, accumulated in f64.
     fn reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> Vec<f32> {
@@ -221,24 +222,8 @@ mod tests {
             eprintln!("no AVX512_BF16 on this CPU: kernel not exercised");
             return;
         }
-        for &(m, k, n) in &[
-            (1, 7, 5),
-            (9, 64, 48),
-            (17, 33, 100),
-            (64, 128, 96),
-            (130, 96, 50),
-        ] {
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 1.0).collect();
-            let x = Matrix::from_vec(
-                (0..m * k)
-                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 20.0)
-                    .collect(),
-                m,
-                k,
-            );
+        for &(m, k, n) in &test_cases::RAGGED {
+            let (w, bias, x) = test_cases::inputs(m, k, n);
             let got = PackedBf16::pack(&w, Some(&bias), k, n).matmul(&x);
             let want = reference(&w, &bias, &x, n);
             assert_eq!((got.rows, got.cols), (m, n));

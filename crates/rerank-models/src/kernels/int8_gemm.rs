@@ -254,6 +254,7 @@ unsafe fn kernel_8x48(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_cases;
 
     #[test]
     fn matches_quantised_reference_on_ragged_shapes() {
@@ -261,18 +262,8 @@ mod tests {
             eprintln!("no AVX512_VNNI on this CPU: kernel not exercised");
             return;
         }
-        for &(m, k, n) in &[(1, 7, 5), (9, 64, 48), (17, 33, 100), (130, 96, 50)] {
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.1 - 1.0).collect();
-            let x = Matrix::from_vec(
-                (0..m * k)
-                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 20.0)
-                    .collect(),
-                m,
-                k,
-            );
+        for &(m, k, n) in &test_cases::RAGGED {
+            let (w, bias, x) = test_cases::inputs(m, k, n);
             let got = PackedInt8::pack(&w, Some(&bias), k, n).matmul(&x);
             let wq = PackedInt8::dequantized(&w, k, n);
             for i in 0..m {

@@ -29,3 +29,31 @@ pub(crate) fn unpad(mut c: Vec<f32>, m: usize, n: usize, ldc: usize) -> Matrix {
     }
     Matrix::from_vec(out, m, n)
 }
+
+/// Test inputs for the kernels: ragged `(m, k, n)` shapes (odd `k`, partial tiles and panels)
+/// and deterministic weights, bias and activations for each.
+#[cfg(test)]
+pub(crate) mod test_cases {
+    use crate::layers::Matrix;
+
+    /// `(m, k, n)` shapes that exercise every padding path.
+    pub const RAGGED: [(usize, usize, usize); 5] = [
+        (1, 7, 5),
+        (9, 64, 48),
+        (17, 33, 100),
+        (64, 128, 96),
+        (130, 96, 50),
+    ];
+
+    /// `(weight [n, k], bias [n], x [m, k])`.
+    pub fn inputs(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Matrix) {
+        let w = (0..n * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let bias = (0..n).map(|i| i as f32 * 0.1 - 1.0).collect();
+        let x = (0..m * k)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 20.0)
+            .collect();
+        (w, bias, Matrix::from_vec(x, m, k))
+    }
+}
