@@ -1,4 +1,4 @@
-//! GFLOP/s of the linear layer on bge-reranker-base shapes, f32 and bf16
+//! GFLOP/s of the linear layer on bge-reranker-base shapes, f32, bf16 and int8
 //! (`cargo run --release --example gemm_probe`).
 
 use std::time::Instant;
@@ -30,7 +30,7 @@ fn main() {
             m,
             k,
         );
-        for dtype in [Dtype::F32, Dtype::Bf16] {
+        for dtype in [Dtype::F32, Dtype::Bf16, Dtype::Int8] {
             let lin = Linear::from_parts_as(&w, Some(vec![0.0; n]), k, n, dtype);
             let _ = lin.forward(&x);
             let reps = if m > 1000 { 3 } else { 200 };

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use safetensors::{Dtype as FileDtype, SafeTensors};
@@ -23,7 +24,7 @@ struct TensorLocation {
 pub struct Weights {
     dtype: Dtype,
     paths: Vec<PathBuf>,
-    maps: Vec<Mmap>,
+    maps: Vec<Arc<Mmap>>,
     tensors: HashMap<String, TensorLocation>,
 }
 
@@ -85,7 +86,7 @@ impl Weights {
                     },
                 );
             }
-            maps.push(map);
+            maps.push(Arc::new(map));
         }
         Ok(Self {
             dtype: Dtype::F32,
@@ -111,8 +112,8 @@ impl Weights {
         self.tensors.get(name).map(|t| t.shape.as_slice())
     }
 
-    /// Reads a tensor as f32, checking its shape.
-    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    /// Finds a tensor and checks its shape and dtype; returns it with its element size.
+    fn locate(&self, name: &str, shape: &[usize]) -> Result<(&TensorLocation, usize)> {
         let loc = self
             .tensors
             .get(name)
@@ -136,6 +137,30 @@ impl Weights {
                 })
             }
         };
+        Ok((loc, elem))
+    }
+
+    /// A `[rows, width]` table read row by row from the mapped file instead of converted up
+    /// front: a batch touches a few hundred of a vocabulary's 250,002 token embeddings, so only
+    /// those pages become resident (768 MB of f32 otherwise).
+    pub fn get_table(&self, name: &str, rows: usize, width: usize) -> Result<MappedTable> {
+        let (loc, elem) = self.locate(name, &[rows, width])?;
+        let map = Arc::clone(&self.maps[loc.file]);
+        // Rows are read at random: no read-ahead of neighbouring rows into memory.
+        let _ = map.advise_range(memmap2::Advice::Random, loc.start, loc.end - loc.start);
+        Ok(MappedTable {
+            map,
+            start: loc.start,
+            dtype: loc.dtype,
+            elem,
+            rows,
+            width,
+        })
+    }
+
+    /// Reads a tensor as f32, checking its shape.
+    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (loc, elem) = self.locate(name, shape)?;
         let map = &self.maps[loc.file];
         let mut values = Vec::with_capacity((loc.end - loc.start) / elem);
         // Convert in slices and release each slice's mapped pages right away: peak memory stays
@@ -203,6 +228,12 @@ impl<'a> Vb<'a> {
         self.weights.get_f32(&self.path(name), shape)
     }
 
+    /// Opens `name` as a row-addressed table left in the mapped file (see
+    /// [`Weights::get_table`]).
+    pub fn get_table(&self, name: &str, rows: usize, width: usize) -> Result<MappedTable> {
+        self.weights.get_table(&self.path(name), rows, width)
+    }
+
     /// The precision linear layers loaded through this view use.
     pub fn dtype(&self) -> Dtype {
         self.weights.dtype
@@ -211,6 +242,55 @@ impl<'a> Vb<'a> {
     /// True when `name` exists under this view.
     pub fn contains(&self, name: &str) -> bool {
         self.weights.contains(&self.path(name))
+    }
+}
+
+/// A 2-D tensor left in its memory-mapped file and decoded to f32 one row at a time.
+pub struct MappedTable {
+    map: Arc<Mmap>,
+    start: usize,
+    dtype: FileDtype,
+    elem: usize,
+    rows: usize,
+    width: usize,
+}
+
+impl MappedTable {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds row `index` to `out` (`width` values); `None` when `index` is out of range.
+    pub fn add_row_to(&self, index: usize, out: &mut [f32]) -> Option<()> {
+        if index >= self.rows || out.len() != self.width {
+            return None;
+        }
+        let bytes = self.width * self.elem;
+        let at = self.start + index * bytes;
+        let row = &self.map[at..at + bytes];
+        match self.dtype {
+            FileDtype::F32 => add_decoded(out, row.chunks_exact(4), |c| {
+                f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+            }),
+            FileDtype::F16 => add_decoded(out, row.chunks_exact(2), |c| {
+                half::f16::from_le_bytes([c[0], c[1]]).to_f32()
+            }),
+            _ => add_decoded(out, row.chunks_exact(2), |c| {
+                half::bf16::from_le_bytes([c[0], c[1]]).to_f32()
+            }),
+        }
+        Some(())
+    }
+}
+
+fn add_decoded<'a>(
+    out: &mut [f32],
+    values: impl Iterator<Item = &'a [u8]>,
+    decode: impl Fn(&[u8]) -> f32,
+) {
+    for (o, v) in out.iter_mut().zip(values) {
+        *o += decode(v);
     }
 }
 

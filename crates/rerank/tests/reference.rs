@@ -123,3 +123,29 @@ fn rank_sorts_by_score_and_cuts() {
         assert_eq!(r.document, docs[r.index]);
     }
 }
+
+/// Token ids beyond the vocabulary (a tokenizer that does not belong to the weights) are an
+/// input error naming the id, for every embedding-table dtype the fixtures cover (bf16, f16).
+#[test]
+fn token_id_outside_the_vocabulary_is_an_error() {
+    for name in ["xlmr-tiny", "bert-tiny"] {
+        let model =
+            rerank_models::load_cross_encoder(&model_dir(name), rerank::Dtype::F32).expect("load");
+        let config = std::fs::read_to_string(model_dir(name).join("config.json")).expect("config");
+        let config: serde_json::Value = serde_json::from_str(&config).expect("config json");
+        let vocab = config["vocab_size"].as_u64().expect("vocab_size") as u32;
+        let mut batch = rerank_models::PackedBatch::new();
+        batch.push(&[0, 5, vocab, 2], &[0; 4]).expect("push");
+        let err = model
+            .score(&batch)
+            .expect_err("id out of range")
+            .to_string();
+        assert!(
+            err.contains(&format!("token id {vocab} is out of range")),
+            "{name}: {err}"
+        );
+        let mut ok = rerank_models::PackedBatch::new();
+        ok.push(&[0, 5, vocab - 1, 2], &[0; 4]).expect("push");
+        assert!(model.score(&ok).expect("last id is valid")[0].is_finite());
+    }
+}

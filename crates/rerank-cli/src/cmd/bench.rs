@@ -8,7 +8,7 @@ use rerank::scores::{ranking, sigmoid};
 use rerank::{EncodedPair, PairLimits, Reranker, Truncation};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, DtypeArg};
 use crate::cmd::{load_reranker, print_json};
 
 /// One scoring call of the workload.
@@ -89,7 +89,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let dtype = format!("{:?}", args.model.dtype).to_lowercase();
-    let report = report(workload, dtype, &times, args.peak_gflops);
+    let peak = args
+        .peak_gflops
+        .unwrap_or_else(|| reference_peak_gflops(args.model.dtype));
+    let report = report(workload, dtype, &times, peak);
     if args.json {
         print_json(&report)
     } else {
@@ -199,6 +202,15 @@ fn run_pass(
         bar.inc(1);
     }
     Ok(t)
+}
+
+/// GEMM peaks (GOP/s, 2 threads) measured on the 2-core Zen 4 reference machine.
+fn reference_peak_gflops(dtype: DtypeArg) -> f64 {
+    match dtype {
+        DtypeArg::F32 => 200.0,
+        DtypeArg::Bf16 => 430.0,
+        DtypeArg::Int8 => 880.0,
+    }
 }
 
 fn report(workload: String, dtype: String, t: &Times, peak_gflops: f64) -> Report {

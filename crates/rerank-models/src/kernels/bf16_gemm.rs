@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{unpad, MC, MR, NR};
+use super::{post_process_tile, tiled_output, unpad, TilePost, MR, NR};
 use crate::layers::Matrix;
 
 /// True when this CPU runs the bf16 kernel.
@@ -86,32 +86,28 @@ impl PackedBf16 {
         }
     }
 
-    /// `x·Wᵀ + b` (`[m, k]` → `[m, n]`). Call only where [`supported`] is true.
-    pub fn matmul(&self, x: &Matrix) -> Matrix {
+    /// `post(x·Wᵀ + b)` (`[m, k]` → `[m, n]`), `post` applied in place to each tile's rows
+    /// while they are in cache (e.g. a fused GELU; `None` for none). Call only where
+    /// [`supported`] is true.
+    pub fn matmul(&self, x: &Matrix, post: Option<TilePost>) -> Matrix {
         assert_eq!(x.cols, self.k, "bf16 gemm input width");
         let m = x.rows;
         let m_pad = m.div_ceil(MR) * MR;
         let ldc = self.panels * NR;
         let a = pack_rows(x, m_pad, self.k2);
-        let mut c = vec![0.0f32; m_pad * ldc];
-        c.par_chunks_mut(MC * ldc)
-            .enumerate()
-            .for_each(|(block, c_block)| {
-                let rows = c_block.len() / ldc;
-                let a_block = &a[block * MC * self.k2..(block * MC + rows) * self.k2];
-                for p in 0..self.panels {
-                    let b = &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR];
-                    let bias = &self.bias[p * NR..(p + 1) * NR];
-                    for tile in 0..rows / MR {
-                        let a_tile = &a_block[tile * MR * self.k2..];
-                        let c_tile = &mut c_block[tile * MR * ldc + p * NR..];
-                        // SAFETY: `supported()` was checked by the caller; the slices hold MR rows
-                        // of `k2` pairs (a), `k2 × NR` pairs (b), NR biases and MR rows of `ldc`
-                        // floats from the tile's corner (c).
-                        unsafe { kernel_8x48(self.k2, a_tile, self.k2, b, bias, c_tile, ldc) };
-                    }
+        let c = tiled_output(m_pad, self.panels, |row0, p, corner| {
+            let b = &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR];
+            let bias = &self.bias[p * NR..(p + 1) * NR];
+            // SAFETY: `supported()` was checked by the caller; `a` holds MR rows of `k2` pairs
+            // from `row0`, `b` holds `k2 × NR` pairs, and `corner` starts an MR × NR tile of
+            // the output (row stride `ldc`) that no other call writes; `post` sees only that tile.
+            unsafe {
+                kernel_8x48(self.k2, &a[row0 * self.k2..], self.k2, b, bias, corner, ldc);
+                if let Some(post) = post {
+                    post_process_tile(corner, ldc, post);
                 }
-            });
+            }
+        });
         unpad(c, m, self.n, ldc)
     }
 }
@@ -142,13 +138,12 @@ unsafe fn kernel_8x48(
     lda: usize,
     b: &[u32],
     bias: &[f32],
-    c: &mut [f32],
+    cp: *mut f32,
     ldc: usize,
 ) {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= (MR - 1) * lda + k2 && b.len() >= k2 * NR && bias.len() >= NR);
-    debug_assert!(c.len() >= (MR - 1) * ldc + NR);
-    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
     let b0 = _mm512_loadu_ps(bias.as_ptr());
     let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
     let b2 = _mm512_loadu_ps(bias.as_ptr().add(32));
@@ -174,15 +169,7 @@ unsafe fn kernel_8x48(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel_8x48(
-    _: usize,
-    _: &[u32],
-    _: usize,
-    _: &[u32],
-    _: &[f32],
-    _: &mut [f32],
-    _: usize,
-) {
+unsafe fn kernel_8x48(_: usize, _: &[u32], _: usize, _: &[u32], _: &[f32], _: *mut f32, _: usize) {
     unreachable!("the bf16 kernel runs only where supported() is true")
 }
 
@@ -224,7 +211,12 @@ mod tests {
         }
         for &(m, k, n) in &test_cases::RAGGED {
             let (w, bias, x) = test_cases::inputs(m, k, n);
-            let got = PackedBf16::pack(&w, Some(&bias), k, n).matmul(&x);
+            let packed = PackedBf16::pack(&w, Some(&bias), k, n);
+            let got = packed.matmul(&x, None);
+            let post = |v: &mut [f32]| v.iter_mut().for_each(|y| *y = 2.0 * *y - 1.0);
+            let fused = packed.matmul(&x, Some(&post));
+            let want_fused: Vec<f32> = got.data.iter().map(|y| 2.0 * y - 1.0).collect();
+            assert_eq!(fused.data, want_fused, "{m}x{k}x{n}: fused post-op");
             let want = reference(&w, &bias, &x, n);
             assert_eq!((got.rows, got.cols), (m, n));
             for (g, r) in got.data.iter().zip(&want) {

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{unpad, MC, MR, NR};
+use super::{post_process_tile, tiled_output, unpad, TilePost, MR, NR};
 use crate::layers::Matrix;
 
 /// True when this CPU runs the int8 kernel.
@@ -102,50 +102,44 @@ impl PackedInt8 {
             .collect()
     }
 
-    /// `x·Wᵀ + b` (`[m, k]` → `[m, n]`). Call only where [`supported`] is true.
-    pub fn matmul(&self, x: &Matrix) -> Matrix {
+    /// `post(x·Wᵀ + b)` (`[m, k]` → `[m, n]`), `post` applied in place to each tile's rows
+    /// while they are in cache (e.g. a fused GELU; `None` for none). Call only where
+    /// [`supported`] is true.
+    pub fn matmul(&self, x: &Matrix, post: Option<TilePost>) -> Matrix {
         assert_eq!(x.cols, self.k, "int8 gemm input width");
         let m = x.rows;
         let m_pad = m.div_ceil(MR) * MR;
         let ldc = self.panels * NR;
         let (a, row_scale, row_zero) = quantize_rows(x, m_pad, self.k4);
-        let mut c = vec![0.0f32; m_pad * ldc];
-        c.par_chunks_mut(MC * ldc)
-            .enumerate()
-            .for_each(|(block, c_block)| {
-                let rows = c_block.len() / ldc;
-                let first = block * MC;
-                let a_block = &a[first * self.k4..(first + rows) * self.k4];
-                for p in 0..self.panels {
-                    let cols = p * NR..(p + 1) * NR;
-                    let b = &self.data[p * self.k4 * NR..(p + 1) * self.k4 * NR];
-                    for tile in 0..rows / MR {
-                        let r0 = tile * MR;
-                        let epilogue = Epilogue {
-                            row_scale: &row_scale[first + r0..first + r0 + MR],
-                            row_zero: &row_zero[first + r0..first + r0 + MR],
-                            col_scale: &self.scale[cols.clone()],
-                            colsum: &self.colsum[cols.clone()],
-                            bias: &self.bias[cols.clone()],
-                        };
-                        let c_tile = &mut c_block[r0 * ldc + p * NR..];
-                        // SAFETY: `supported()` was checked by the caller; the slices hold MR rows
-                        // of `k4` quads (a), `k4 × NR` quads (b), NR-wide epilogue vectors and MR
-                        // rows of `ldc` floats from the tile's corner (c).
-                        unsafe {
-                            kernel_8x48(
-                                self.k4,
-                                &a_block[r0 * self.k4..],
-                                self.k4,
-                                b,
-                                &epilogue,
-                                c_tile,
-                                ldc,
-                            )
-                        };
-                    }
+        let c = tiled_output(m_pad, self.panels, |row0, p, corner| {
+            let cols = p * NR..(p + 1) * NR;
+            let epilogue = Epilogue {
+                row_scale: &row_scale[row0..row0 + MR],
+                row_zero: &row_zero[row0..row0 + MR],
+                col_scale: &self.scale[cols.clone()],
+                colsum: &self.colsum[cols.clone()],
+                bias: &self.bias[cols],
+            };
+            let b = &self.data[p * self.k4 * NR..(p + 1) * self.k4 * NR];
+            // SAFETY: `supported()` was checked by the caller; `a` holds MR rows of `k4` quads
+            // from `row0`, `b` holds `k4 × NR` quads, the epilogue vectors are NR wide, and
+            // `corner` starts an MR × NR tile of the output (row stride `ldc`) that no other
+            // call writes; `post` sees only that tile.
+            unsafe {
+                kernel_8x48(
+                    self.k4,
+                    &a[row0 * self.k4..],
+                    self.k4,
+                    b,
+                    &epilogue,
+                    corner,
+                    ldc,
+                );
+                if let Some(post) = post {
+                    post_process_tile(corner, ldc, post);
                 }
-            });
+            }
+        });
         unpad(c, m, self.n, ldc)
     }
 }
@@ -159,17 +153,23 @@ struct Epilogue<'a> {
     bias: &'a [f32],
 }
 
-/// Per-row asymmetric u8 quantisation: `(q, scale, zero)` with `v ≈ (q − zero)·scale`.
+/// Scale and zero point of the asymmetric u8 grid over `[min(lo, 0), max(hi, 0)]`.
+fn u8_grid(lo: f32, hi: f32) -> (f32, f32) {
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    (scale, (-lo / scale).round_ties_even().clamp(0.0, 255.0))
+}
+
+/// Per-row asymmetric u8 quantisation: `(q, scale, zero)` with `v ≈ (q − zero)·scale`
+/// (the portable statement of what the kernel's vector quantiser computes).
 pub fn quantize_row_u8(values: &[f32]) -> (Vec<u8>, f32, i32) {
     let (lo, hi) = values
         .iter()
         .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-    let zero = (-lo / scale).round().clamp(0.0, 255.0);
+    let (scale, zero) = u8_grid(lo, hi);
     let inv = 1.0 / scale;
     let q = values
         .iter()
-        .map(|v| (v * inv + zero).round().clamp(0.0, 255.0) as u8)
+        .map(|v| (v * inv + zero).round_ties_even().clamp(0.0, 255.0) as u8)
         .collect();
     (q, scale, zero as i32)
 }
@@ -180,19 +180,54 @@ fn quantize_rows(x: &Matrix, m_pad: usize, k4: usize) -> (Vec<u32>, Vec<f32>, Ve
     let mut a = vec![0u32; m_pad * k4];
     let mut scales = vec![0.0f32; m_pad];
     let mut zeros = vec![0i32; m_pad];
-    a.par_chunks_mut(k4)
-        .zip(scales.par_iter_mut().zip(zeros.par_iter_mut()))
-        .zip(x.data.par_chunks(x.cols))
-        .for_each(|((dst, (scale, zero)), row)| {
-            let (q, s, z) = quantize_row_u8(row);
-            (*scale, *zero) = (s, z);
-            for (d, quad) in dst.iter_mut().zip(q.chunks(4)) {
-                let mut bytes = [0u8; 4];
-                bytes[..quad.len()].copy_from_slice(quad);
-                *d = u32::from_le_bytes(bytes);
-            }
-        });
+    if x.cols > 0 {
+        a.par_chunks_mut(k4)
+            .zip(scales.par_iter_mut().zip(zeros.par_iter_mut()))
+            .zip(x.data.par_chunks(x.cols))
+            .for_each(|((dst, (scale, zero)), row)| {
+                // SAFETY: the caller checked `supported()`; `dst` holds `4·k4 ≥ row.len()` bytes.
+                (*scale, *zero) = unsafe { quantize_row_into(row, dst.as_mut_ptr() as *mut u8) };
+            });
+    }
     (a, scales, zeros)
+}
+
+/// [`quantize_row_u8`] with AVX-512, writing the `row.len()` bytes to `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_into(row: &[f32], dst: *mut u8) -> (f32, i32) {
+    use std::arch::x86_64::*;
+    let (n, src) = (row.len(), row.as_ptr());
+    let tail = n % 16;
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for i in (0..n - tail).step_by(16) {
+        let v = _mm512_loadu_ps(src.add(i));
+        (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
+    }
+    // Masked-off lanes load 0, which the grid includes anyway.
+    let v = _mm512_maskz_loadu_ps(tail_mask, src.add(n - tail));
+    (lo, hi) = (_mm512_min_ps(lo, v), _mm512_max_ps(hi, v));
+    let (scale, zero) = u8_grid(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+    let (inv, zero_v) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
+    let quantize = |v: __m512| {
+        // Multiply then add (no fma, as in `quantize_row_u8`), round to nearest even (the
+        // default mode), clamp below at 0; the store saturates at 255.
+        let q = _mm512_cvtps_epi32(_mm512_add_ps(_mm512_mul_ps(v, inv), zero_v));
+        _mm512_max_epi32(q, _mm512_setzero_si512())
+    };
+    for i in (0..n - tail).step_by(16) {
+        let q = quantize(_mm512_loadu_ps(src.add(i)));
+        _mm512_mask_cvtusepi32_storeu_epi8(dst.add(i) as *mut i8, 0xFFFF, q);
+    }
+    let q = quantize(_mm512_maskz_loadu_ps(tail_mask, src.add(n - tail)));
+    _mm512_mask_cvtusepi32_storeu_epi8(dst.add(n - tail) as *mut i8, tail_mask, q);
+    (scale, zero as i32)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn quantize_row_into(_: &[f32], _: *mut u8) -> (f32, i32) {
+    unreachable!("the int8 kernel runs only where supported() is true")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -203,14 +238,12 @@ unsafe fn kernel_8x48(
     lda: usize,
     b: &[u32],
     e: &Epilogue,
-    c: &mut [f32],
+    cp: *mut f32,
     ldc: usize,
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(
-        a.len() >= (MR - 1) * lda + k4 && b.len() >= k4 * NR && c.len() >= (MR - 1) * ldc + NR
-    );
-    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    debug_assert!(a.len() >= (MR - 1) * lda + k4 && b.len() >= k4 * NR);
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
     let zero = _mm512_setzero_si512();
     let mut acc = [[zero; 3]; MR];
     for kq in 0..k4 {
@@ -245,7 +278,7 @@ unsafe fn kernel_8x48(
     _: usize,
     _: &[u32],
     _: &Epilogue,
-    _: &mut [f32],
+    _: *mut f32,
     _: usize,
 ) {
     unreachable!("the int8 kernel runs only where supported() is true")
@@ -257,6 +290,30 @@ mod tests {
     use crate::kernels::test_cases;
 
     #[test]
+    fn vector_quantiser_matches_portable_one() {
+        if !supported() {
+            eprintln!("no AVX512_VNNI on this CPU: quantiser not exercised");
+            return;
+        }
+        for len in [1, 5, 15, 16, 17, 33, 768, 3072] {
+            for (shift, spread) in [(0.0, 1.0), (3.0, 0.7), (-2.0, 5.0), (0.0, 0.0)] {
+                let row: Vec<f32> = (0..len)
+                    .map(|i| shift + spread * (((i * 61 % 103) as f32) / 51.0 - 1.0))
+                    .collect();
+                let mut got = vec![0u8; len];
+                // SAFETY: supported() holds and `got` has `len` bytes.
+                let (scale, zero) = unsafe { quantize_row_into(&row, got.as_mut_ptr()) };
+                let (want, want_scale, want_zero) = quantize_row_u8(&row);
+                assert_eq!(
+                    (got, scale, zero),
+                    (want, want_scale, want_zero),
+                    "len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn matches_quantised_reference_on_ragged_shapes() {
         if !supported() {
             eprintln!("no AVX512_VNNI on this CPU: kernel not exercised");
@@ -264,7 +321,12 @@ mod tests {
         }
         for &(m, k, n) in &test_cases::RAGGED {
             let (w, bias, x) = test_cases::inputs(m, k, n);
-            let got = PackedInt8::pack(&w, Some(&bias), k, n).matmul(&x);
+            let packed = PackedInt8::pack(&w, Some(&bias), k, n);
+            let got = packed.matmul(&x, None);
+            let post = |v: &mut [f32]| v.iter_mut().for_each(|y| *y = 2.0 * *y - 1.0);
+            let fused = packed.matmul(&x, Some(&post));
+            let want_fused: Vec<f32> = got.data.iter().map(|y| 2.0 * y - 1.0).collect();
+            assert_eq!(fused.data, want_fused, "{m}x{k}x{n}: fused post-op");
             let wq = PackedInt8::dequantized(&w, k, n);
             for i in 0..m {
                 let (q, s, z) = quantize_row_u8(x.row(i));

@@ -8,7 +8,12 @@
 pub mod bf16_gemm;
 pub mod int8_gemm;
 
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
 use crate::layers::Matrix;
+use crate::runtime;
 
 /// Output columns per packed panel (3 × 16 f32 lanes).
 pub(crate) const NR: usize = 48;
@@ -28,6 +33,82 @@ pub(crate) fn unpad(mut c: Vec<f32>, m: usize, n: usize, ldc: usize) -> Matrix {
         out.extend_from_slice(&row[..n]);
     }
     Matrix::from_vec(out, m, n)
+}
+
+/// The output's base pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer `offset` values past the base.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the output.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
+/// An in-place operation on a row segment of an output tile (a fused activation).
+pub type TilePost<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+// SAFETY: `tiled_output` hands every tile to exactly one task, so writes never overlap.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Builds a padded `[m_pad, panels·NR]` output by calling `tile(row0, panel, corner)` for every
+/// [`MR`]-row tile and [`NR`]-column panel, where `corner` points at the tile's first value and
+/// `tile` must write all `MR × NR` values there (row stride `panels·NR`).
+///
+/// Tasks are [`MC`]-row blocks; when there are too few blocks to keep every thread busy (short
+/// batches, a single pair) the panels are split between tasks as well, so W3-sized inputs use
+/// all cores. Each tile is visited exactly once. The buffer is not zeroed first: every value is
+/// written by its tile.
+pub(crate) fn tiled_output(
+    m_pad: usize,
+    panels: usize,
+    tile: impl Fn(usize, usize, *mut f32) + Sync,
+) -> Vec<f32> {
+    let ldc = panels * NR;
+    assert!(m_pad.is_multiple_of(MR), "tile rows");
+    let len = m_pad * ldc;
+    let mut c: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { c.set_len(len) };
+    let blocks = m_pad.div_ceil(MC);
+    let wanted = 2 * runtime::threads();
+    let groups = if blocks >= wanted {
+        1
+    } else {
+        wanted.div_ceil(blocks.max(1)).min(panels).max(1)
+    };
+    let per_group = panels.div_ceil(groups);
+    let out = OutPtr(c.as_mut_ptr() as *mut f32);
+    (0..blocks * groups).into_par_iter().for_each(|task| {
+        let (block, group) = (task / groups, task % groups);
+        let rows = block * MC..((block + 1) * MC).min(m_pad);
+        for panel in group * per_group..((group + 1) * per_group).min(panels) {
+            for row0 in rows.clone().step_by(MR) {
+                // SAFETY: row0 + MR ≤ m_pad and panel < panels, so the tile lies inside `c`.
+                tile(row0, panel, unsafe { out.at(row0 * ldc + panel * NR) });
+            }
+        }
+    });
+    let mut c = std::mem::ManuallyDrop::new(c);
+    // SAFETY: the tiles cover every row in 0..m_pad and every column in 0..ldc once, and each
+    // call wrote its whole tile, so all `len` values are initialised; MaybeUninit<f32> has
+    // f32's layout, so the allocation is handed over unchanged.
+    unsafe { Vec::from_raw_parts(c.as_mut_ptr() as *mut f32, len, c.capacity()) }
+}
+
+/// Runs `post` over each of a tile's `MR` row segments of `NR` values (a fused activation).
+///
+/// # Safety
+/// `corner` must start an `MR × NR` tile (row stride `ldc`) that the caller alone writes.
+pub(crate) unsafe fn post_process_tile(corner: *mut f32, ldc: usize, post: &dyn Fn(&mut [f32])) {
+    for r in 0..MR {
+        post(std::slice::from_raw_parts_mut(corner.add(r * ldc), NR));
+    }
 }
 
 /// Test inputs for the kernels: ragged `(m, k, n)` shapes (odd `k`, partial tiles and panels)

@@ -20,25 +20,27 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Applies the activation to every value in place.
+    /// Applies the activation to every value in place, spread over the engine's threads.
     pub fn apply(self, values: &mut [f32]) {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        if values.len() <= CHUNK {
+            self.apply_serial(values);
+        } else {
+            values
+                .par_chunks_mut(CHUNK)
+                .for_each(|chunk| self.apply_serial(chunk));
+        }
+    }
+
+    /// Applies the activation to every value in place, on the calling thread.
+    pub fn apply_serial(self, values: &mut [f32]) {
         match self {
-            Activation::Gelu => parallel_chunks(values, super::fastmath::gelu_inplace),
+            Activation::Gelu => super::fastmath::gelu_inplace(values),
             Activation::GeluNew => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::Silu => values.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
         }
-    }
-}
-
-/// Runs `f` over chunks of `values` on the engine's threads.
-fn parallel_chunks(values: &mut [f32], f: fn(&mut [f32])) {
-    use rayon::prelude::*;
-    const CHUNK: usize = 1 << 14;
-    if values.len() <= CHUNK {
-        f(values);
-    } else {
-        values.par_chunks_mut(CHUNK).for_each(f);
     }
 }
 

@@ -79,7 +79,35 @@ impl EncoderLayer {
     }
 
     /// Runs the layer; with [`QueryRows::FirstOnly`] the output has one row per sequence.
+    ///
+    /// Whole sequences are processed in blocks of about [`BLOCK_TOKENS`] tokens, so the
+    /// intermediate activations (Q/K/V, attention, feed-forward) of one block stay small and
+    /// in cache, and peak memory does not grow with the batch beyond input and output.
     fn forward(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
+        let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS);
+        if blocks.len() <= 1 {
+            return self.forward_block(x, cu_seqlens, rows);
+        }
+        let out_rows = match rows {
+            QueryRows::All => x.rows,
+            QueryRows::FirstOnly => cu_seqlens.len() - 1,
+        };
+        let mut out = Vec::with_capacity(out_rows * x.cols);
+        for (first, last) in blocks {
+            let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
+            let block = Matrix::from_vec(
+                x.data[start * x.cols..end * x.cols].to_vec(),
+                end - start,
+                x.cols,
+            );
+            let local: Vec<usize> = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
+            out.extend(self.forward_block(&block, &local, rows).data);
+        }
+        Matrix::from_vec(out, out_rows, x.cols)
+    }
+
+    /// [`EncoderLayer::forward`] on one block of whole sequences.
+    fn forward_block(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
         let qkv = self.qkv.forward(x);
         let context = packed_attention(&qkv, cu_seqlens, self.heads, rows);
         drop(qkv);
@@ -91,13 +119,56 @@ impl EncoderLayer {
                 self.attention_norm.add_forward_inplace(&mut hidden, &first);
             }
         }
-        let mut inner = self.intermediate.forward(&hidden);
-        self.activation.apply(&mut inner.data);
+        if hidden.rows <= FFN_CHUNK_ROWS {
+            return self.feed_forward(hidden);
+        }
+        let mut out = Matrix::zeros(hidden.rows, hidden.cols);
+        for (chunk, dst) in hidden
+            .data
+            .chunks(FFN_CHUNK_ROWS * hidden.cols)
+            .zip(out.data.chunks_mut(FFN_CHUNK_ROWS * hidden.cols))
+        {
+            let rows = chunk.len() / hidden.cols;
+            let done = self.feed_forward(Matrix::from_vec(chunk.to_vec(), rows, hidden.cols));
+            dst.copy_from_slice(&done.data);
+        }
+        out
+    }
+
+    /// `LayerNorm(x + W₂·act(W₁·x))` for a block of rows.
+    fn feed_forward(&self, x: Matrix) -> Matrix {
+        let inner = self.intermediate.forward_activated(&x, self.activation);
         let mut out = self.output.forward(&inner);
-        self.output_norm.add_forward_inplace(&mut out, &hidden);
+        self.output_norm.add_forward_inplace(&mut out, &x);
         out
     }
 }
+
+/// Tokens per block of whole sequences in [`EncoderLayer::forward`] (a longer sequence is a
+/// block of its own).
+const BLOCK_TOKENS: usize = 1024;
+
+/// Splits sequences `0..n` into consecutive runs `(first, last)` (sequences `first..last`) of
+/// at most `budget` tokens each, or one sequence where a single one is longer.
+fn sequence_blocks(cu_seqlens: &[usize], budget: usize) -> Vec<(usize, usize)> {
+    let n = cu_seqlens.len().saturating_sub(1);
+    let mut blocks = Vec::new();
+    let mut first = 0;
+    for s in 1..n {
+        if cu_seqlens[s + 1] - cu_seqlens[first] > budget {
+            blocks.push((first, s));
+            first = s;
+        }
+    }
+    if n > 0 {
+        blocks.push((first, n));
+    }
+    blocks
+}
+
+/// Rows per feed-forward block: the `[rows, intermediate]` activations of one block stay in
+/// cache between the two GEMMs and the activation, and peak memory stays flat in batch size.
+const FFN_CHUNK_ROWS: usize = 512;
 
 /// A stack of encoder layers (`encoder.layer.N.*` in Hugging Face checkpoints).
 pub struct TransformerEncoder {
@@ -132,5 +203,27 @@ impl TransformerEncoder {
             x = x.select_rows(&cu_seqlens[..cu_seqlens.len() - 1]);
         }
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_blocks_respect_the_budget_and_cover_everything() {
+        // Sequences of 3, 4, 2, 9 and 1 tokens.
+        let cu = [0, 3, 7, 9, 18, 19];
+        assert_eq!(
+            sequence_blocks(&cu, 8),
+            vec![(0, 2), (2, 3), (3, 4), (4, 5)]
+        );
+        assert_eq!(sequence_blocks(&cu, 9), vec![(0, 3), (3, 4), (4, 5)]);
+        assert_eq!(sequence_blocks(&cu, 100), vec![(0, 5)]);
+        assert_eq!(
+            sequence_blocks(&cu, 1),
+            vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+        );
+        assert!(sequence_blocks(&[0], 8).is_empty());
     }
 }

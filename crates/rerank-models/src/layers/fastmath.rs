@@ -30,8 +30,13 @@ pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding 1.5·2²³ rounds x·log₂e to the nearest integer (ties to even) in the low mantissa
+    // bits, so `n` and its integer bits come out without a float→int conversion (Rust's
+    // saturating `as i32` does not vectorise).
+    const ROUNDER: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E).round_ties_even();
+    let shifted = x * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor series of e^r on |r| ≤ ln2/2, degree 7 (truncation error < 5e-9).
     let p = 1.0 / 5040.0;
@@ -42,7 +47,8 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let n_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     p * scale
 }
 

@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use crate::error::Result;
 use crate::kernels::bf16_gemm::{self, PackedBf16};
 use crate::kernels::int8_gemm::{self, PackedInt8};
-use crate::layers::Matrix;
+use crate::layers::{Activation, Matrix};
 use crate::runtime;
 use crate::weights::Vb;
 use crate::Dtype;
@@ -129,12 +129,31 @@ impl Linear {
 
     /// `x·Wᵀ + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
     pub fn forward(&self, x: &Matrix) -> Matrix {
+        match &self.kernel {
+            Kernel::Bf16(packed) => packed.matmul(x, None),
+            Kernel::Int8(packed) => packed.matmul(x, None),
+            Kernel::F32 { weight_t } => self.forward_f32(weight_t, x),
+        }
+    }
+
+    /// `act(x·Wᵀ + b)`: the bf16 and int8 kernels apply the activation to each output tile
+    /// while it is in cache; the f32 path applies it afterwards.
+    pub fn forward_activated(&self, x: &Matrix, act: Activation) -> Matrix {
+        let post = |values: &mut [f32]| act.apply_serial(values);
+        match &self.kernel {
+            Kernel::Bf16(packed) => packed.matmul(x, Some(&post)),
+            Kernel::Int8(packed) => packed.matmul(x, Some(&post)),
+            Kernel::F32 { weight_t } => {
+                let mut out = self.forward_f32(weight_t, x);
+                act.apply(&mut out.data);
+                out
+            }
+        }
+    }
+
+    /// The f32 path: the `gemm` crate on the transposed weight.
+    fn forward_f32(&self, weight_t: &[f32], x: &Matrix) -> Matrix {
         assert_eq!(x.cols, self.in_dim, "linear input width");
-        let weight_t = match &self.kernel {
-            Kernel::Bf16(packed) => return packed.matmul(x),
-            Kernel::Int8(packed) => return packed.matmul(x),
-            Kernel::F32 { weight_t } => weight_t,
-        };
         let (m, n, k) = (x.rows, self.out_dim, self.in_dim);
         let mut out = match &self.bias {
             Some(b) => Matrix::from_vec(b.repeat(m), m, n),

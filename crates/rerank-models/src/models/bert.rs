@@ -10,7 +10,7 @@ use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::{EncoderConfig, LayerNorm, Linear, Matrix, TransformerEncoder};
 use crate::models::{ClassifierHead, CrossEncoder, ModelKind, TextEncoder};
-use crate::weights::{Vb, Weights};
+use crate::weights::{MappedTable, Vb, Weights};
 use crate::Dtype;
 
 /// The fields of a BERT/RoBERTa `config.json` this crate reads.
@@ -54,7 +54,7 @@ impl BertConfig {
 
 /// Token + position + token-type embeddings followed by LayerNorm.
 pub struct Embeddings {
-    word: Vec<f32>,
+    word: MappedTable,
     position: Vec<f32>,
     token_type: Vec<f32>,
     norm: LayerNorm,
@@ -68,7 +68,7 @@ impl Embeddings {
         Ok(Self {
             word: vb
                 .pp("word_embeddings")
-                .get("weight", &[cfg.vocab_size, h])?,
+                .get_table("weight", cfg.vocab_size, h)?,
             position: vb
                 .pp("position_embeddings")
                 .get("weight", &[cfg.max_position_embeddings, h])?,
@@ -91,7 +91,6 @@ impl Embeddings {
             .zip(position_ids)
             .enumerate()
         {
-            let word = table_row(&self.word, id, h, "token id", self.cfg.vocab_size)?;
             let ty = table_row(
                 &self.token_type,
                 tt,
@@ -101,9 +100,16 @@ impl Embeddings {
             )?;
             let limit = self.cfg.max_position_embeddings;
             let position = table_row(&self.position, pos, h, "position", limit)?;
-            for (((o, w), p), t) in out.row_mut(row).iter_mut().zip(word).zip(position).zip(ty) {
-                *o = w + p + t;
+            let out_row = out.row_mut(row);
+            for ((o, p), t) in out_row.iter_mut().zip(position).zip(ty) {
+                *o = p + t;
             }
+            self.word.add_row_to(id as usize, out_row).ok_or_else(|| {
+                ModelError::Input(format!(
+                    "token id {id} is out of range for a table of {} rows",
+                    self.word.rows()
+                ))
+            })?;
         }
         self.norm.forward_inplace(&mut out);
         Ok(out)
