@@ -1,4 +1,5 @@
-//! Reading model weights from safetensors files (single or sharded), converting to f32 once.
+//! Reading model weights from safetensors files (single or sharded): converted to f32 once, or,
+//! for token-embedding tables, left in the mapped file and decoded row by row.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -119,20 +119,7 @@ impl EncoderLayer {
                 self.attention_norm.add_forward_inplace(&mut hidden, &first);
             }
         }
-        if hidden.rows <= FFN_CHUNK_ROWS {
-            return self.feed_forward(hidden);
-        }
-        let mut out = Matrix::zeros(hidden.rows, hidden.cols);
-        for (chunk, dst) in hidden
-            .data
-            .chunks(FFN_CHUNK_ROWS * hidden.cols)
-            .zip(out.data.chunks_mut(FFN_CHUNK_ROWS * hidden.cols))
-        {
-            let rows = chunk.len() / hidden.cols;
-            let done = self.feed_forward(Matrix::from_vec(chunk.to_vec(), rows, hidden.cols));
-            dst.copy_from_slice(&done.data);
-        }
-        out
+        self.feed_forward(hidden)
     }
 
     /// `LayerNorm(x + W₂·act(W₁·x))` for a block of rows.
@@ -165,10 +152,6 @@ fn sequence_blocks(cu_seqlens: &[usize], budget: usize) -> Vec<(usize, usize)> {
     }
     blocks
 }
-
-/// Rows per feed-forward block: the `[rows, intermediate]` activations of one block stay in
-/// cache between the two GEMMs and the activation, and peak memory stays flat in batch size.
-const FFN_CHUNK_ROWS: usize = 512;
 
 /// A stack of encoder layers (`encoder.layer.N.*` in Hugging Face checkpoints).
 pub struct TransformerEncoder {
