@@ -212,11 +212,7 @@ mod tests {
         for &(m, k, n) in &test_cases::RAGGED {
             let (w, bias, x) = test_cases::inputs(m, k, n);
             let packed = PackedBf16::pack(&w, Some(&bias), k, n);
-            let got = packed.matmul(&x, None);
-            let post = |v: &mut [f32]| v.iter_mut().for_each(|y| *y = 2.0 * *y - 1.0);
-            let fused = packed.matmul(&x, Some(&post));
-            let want_fused: Vec<f32> = got.data.iter().map(|y| 2.0 * y - 1.0).collect();
-            assert_eq!(fused.data, want_fused, "{m}x{k}x{n}: fused post-op");
+            let got = test_cases::with_post_op_checked((m, k, n), |post| packed.matmul(&x, post));
             let want = reference(&w, &bias, &x, n);
             assert_eq!((got.rows, got.cols), (m, n));
             for (g, r) in got.data.iter().zip(&want) {

@@ -126,6 +126,20 @@ pub(crate) mod test_cases {
         (130, 96, 50),
     ];
 
+    /// Runs `matmul` without and with a fused post-op and checks the fused output equals the
+    /// post-op applied afterwards; returns the plain output.
+    pub fn with_post_op_checked(
+        shape: (usize, usize, usize),
+        matmul: impl Fn(Option<super::TilePost>) -> Matrix,
+    ) -> Matrix {
+        let plain = matmul(None);
+        let post = |v: &mut [f32]| v.iter_mut().for_each(|y| *y = 2.0 * *y - 1.0);
+        let fused = matmul(Some(&post));
+        let want: Vec<f32> = plain.data.iter().map(|y| 2.0 * y - 1.0).collect();
+        assert_eq!(fused.data, want, "{shape:?}: fused post-op");
+        plain
+    }
+
     /// `(weight [n, k], bias [n], x [m, k])`.
     pub fn inputs(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Matrix) {
         let w = (0..n * k)
