@@ -271,15 +271,9 @@ impl MappedTable {
         let at = self.start + index * bytes;
         let row = &self.map[at..at + bytes];
         match self.dtype {
-            FileDtype::F32 => add_decoded(out, row.chunks_exact(4), |c| {
-                f32::from_le_bytes([c[0], c[1], c[2], c[3]])
-            }),
-            FileDtype::F16 => add_decoded(out, row.chunks_exact(2), |c| {
-                half::f16::from_le_bytes([c[0], c[1]]).to_f32()
-            }),
-            _ => add_decoded(out, row.chunks_exact(2), |c| {
-                half::bf16::from_le_bytes([c[0], c[1]]).to_f32()
-            }),
+            FileDtype::F32 => add_decoded(out, row.chunks_exact(4), f32_le),
+            FileDtype::F16 => add_decoded(out, row.chunks_exact(2), f16_le),
+            _ => add_decoded(out, row.chunks_exact(2), bf16_le),
         }
         Some(())
     }
@@ -295,20 +289,26 @@ fn add_decoded<'a>(
     }
 }
 
+/// One little-endian f32.
+fn f32_le(c: &[u8]) -> f32 {
+    f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+}
+
+/// One little-endian f16, widened.
+fn f16_le(c: &[u8]) -> f32 {
+    half::f16::from_le_bytes([c[0], c[1]]).to_f32()
+}
+
+/// One little-endian bf16, widened.
+fn bf16_le(c: &[u8]) -> f32 {
+    half::bf16::from_le_bytes([c[0], c[1]]).to_f32()
+}
+
 fn decode_f32(bytes: &[u8], dtype: FileDtype) -> Option<Vec<f32>> {
     let out = match dtype {
-        FileDtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        FileDtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        FileDtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        FileDtype::F32 => bytes.chunks_exact(4).map(f32_le).collect(),
+        FileDtype::F16 => bytes.chunks_exact(2).map(f16_le).collect(),
+        FileDtype::BF16 => bytes.chunks_exact(2).map(bf16_le).collect(),
         _ => return None,
     };
     Some(out)

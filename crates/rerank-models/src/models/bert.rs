@@ -104,12 +104,9 @@ impl Embeddings {
             for ((o, p), t) in out_row.iter_mut().zip(position).zip(ty) {
                 *o = p + t;
             }
-            self.word.add_row_to(id as usize, out_row).ok_or_else(|| {
-                ModelError::Input(format!(
-                    "token id {id} is out of range for a table of {} rows",
-                    self.word.rows()
-                ))
-            })?;
+            self.word
+                .add_row_to(id as usize, out_row)
+                .ok_or_else(|| out_of_range("token id", id, self.word.rows()))?;
         }
         self.norm.forward_inplace(&mut out);
         Ok(out)
@@ -125,16 +122,21 @@ fn table_row<'a>(
 ) -> Result<&'a [f32]> {
     let i = index as usize;
     if i >= rows {
-        let hint = if what == "position" {
-            " (the sequence is longer than the model's maximum length)"
-        } else {
-            ""
-        };
-        return Err(ModelError::Input(format!(
-            "{what} {index} is out of range for a table of {rows} rows{hint}"
-        )));
+        return Err(out_of_range(what, index, rows));
     }
     Ok(&table[i * width..(i + 1) * width])
+}
+
+/// The input error for an id past the end of an embedding table.
+fn out_of_range(what: &str, index: u32, rows: usize) -> ModelError {
+    let hint = if what == "position" {
+        " (the sequence is longer than the model's maximum length)"
+    } else {
+        ""
+    };
+    ModelError::Input(format!(
+        "{what} {index} is out of range for a table of {rows} rows{hint}"
+    ))
 }
 
 /// BERT position ids: `0, 1, 2, …` within each sequence.
