@@ -5,6 +5,7 @@
 //! micro-kernel tiles, [`MC`]-row blocks spread over the threads, and an output padded to whole
 //! tiles and panels that [`unpad`] cuts back.
 
+pub mod attention;
 pub mod bf16_gemm;
 pub mod int8_gemm;
 
@@ -35,16 +36,17 @@ pub(crate) fn unpad(mut c: Vec<f32>, m: usize, n: usize, ldc: usize) -> Matrix {
     Matrix::from_vec(out, m, n)
 }
 
-/// The output's base pointer, shared by tasks that write disjoint tiles.
+/// An output's base pointer, shared by parallel tasks that each write their own disjoint part
+/// (tiles of a GEMM, heads of attention).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 
 impl OutPtr {
     /// The pointer `offset` values past the base.
     ///
     /// # Safety
     /// `offset` must lie inside the output.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }
@@ -52,7 +54,8 @@ impl OutPtr {
 /// An in-place operation on a row segment of an output tile (a fused activation).
 pub type TilePost<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
-// SAFETY: `tiled_output` hands every tile to exactly one task, so writes never overlap.
+// SAFETY: every user hands each part of the output to exactly one task (`tiled_output` its
+// tiles, `packed_attention` its (sequence, head) blocks), so writes never overlap.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 

@@ -4,6 +4,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::kernels::{self, attention::HeadIo, OutPtr};
 use crate::layers::fastmath::softmax_inplace;
 use crate::layers::Matrix;
 
@@ -30,39 +31,60 @@ pub fn packed_attention(
     let hidden = qkv.cols / 3;
     let head_dim = hidden / heads;
     let sequences = cu_seqlens.len() - 1;
-    let tasks: Vec<(usize, usize)> = (0..sequences)
-        .flat_map(|s| (0..heads).map(move |h| (s, h)))
-        .collect();
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(s, h)| {
-            let (start, end) = (cu_seqlens[s], cu_seqlens[s + 1]);
-            let n_queries = match rows {
-                QueryRows::All => end - start,
-                QueryRows::FirstOnly => 1,
-            };
-            attend_one_head(qkv, start, end, n_queries, h * head_dim, head_dim)
-        })
-        .collect();
     let out_rows = match rows {
         QueryRows::All => qkv.rows,
         QueryRows::FirstOnly => sequences,
     };
-    let mut out = Matrix::zeros(out_rows, hidden);
-    for (&(s, h), part) in tasks.iter().zip(&parts) {
-        let first_row = match rows {
-            QueryRows::All => cu_seqlens[s],
-            QueryRows::FirstOnly => s,
+    // Not zeroed: the heads write every value (their columns of their rows) before set_len.
+    let mut out: Vec<f32> = Vec::with_capacity(out_rows * hidden);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let fast = kernels::attention::supported(head_dim);
+    let tasks: Vec<(usize, usize)> = (0..sequences)
+        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .collect();
+    tasks.par_iter().for_each(|&(s, h)| {
+        let (start, end) = (cu_seqlens[s], cu_seqlens[s + 1]);
+        let (first_row, n_queries) = match rows {
+            QueryRows::All => (start, end - start),
+            QueryRows::FirstOnly => (s, 1),
         };
-        for (i, ctx_row) in part.chunks_exact(head_dim).enumerate() {
-            let col = h * head_dim;
-            out.row_mut(first_row + i)[col..col + head_dim].copy_from_slice(ctx_row);
+        let col = h * head_dim;
+        // SAFETY: this task alone writes output rows first_row..first_row + n_queries, columns
+        // col..col + head_dim; every pointer below stays inside `qkv` or `out`.
+        unsafe {
+            let base = qkv.data.as_ptr().add(start * qkv.cols + col);
+            let io = HeadIo {
+                q: base,
+                k: base.add(hidden),
+                v: base.add(2 * hidden),
+                qkv_stride: qkv.cols,
+                n: end - start,
+                n_queries,
+                head_dim,
+                out: out_ptr.at(first_row * hidden + col),
+                out_stride: hidden,
+            };
+            if fast {
+                kernels::attention::attend_head(&io);
+            } else {
+                let ctx = attend_one_head(qkv, start, end, n_queries, col, head_dim);
+                for (i, ctx_row) in ctx.chunks_exact(head_dim).enumerate() {
+                    std::ptr::copy_nonoverlapping(
+                        ctx_row.as_ptr(),
+                        io.out.add(i * hidden),
+                        head_dim,
+                    );
+                }
+            }
         }
-    }
-    out
+    });
+    // SAFETY: the (sequence, head) tasks covered every output row and all `heads · head_dim =
+    // hidden` columns.
+    unsafe { out.set_len(out_rows * hidden) };
+    Matrix::from_vec(out, out_rows, hidden)
 }
 
-/// One head of one sequence: `softmax(Q·Kᵀ/√d)·V` for the first `n_queries` tokens.
+/// One head of one sequence with the `gemm` crate (the portable path): `softmax(Q·Kᵀ/√d)·V` for the first `n_queries` tokens.
 fn attend_one_head(
     qkv: &Matrix,
     start: usize,
@@ -165,26 +187,45 @@ mod tests {
         out
     }
 
-    #[test]
-    fn packed_matches_naive_per_sequence() {
-        let (heads, hidden) = (2, 4);
-        let cu = [0, 3, 5];
-        let data: Vec<f32> = (0..5 * 3 * hidden)
+    /// Checks both query modes against [`naive`] on every sequence of `cu`.
+    fn check(heads: usize, hidden: usize, cu: &[usize]) {
+        let tokens = *cu.last().unwrap();
+        let data: Vec<f32> = (0..tokens * 3 * hidden)
             .map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0)
             .collect();
-        let qkv = Matrix::from_vec(data, 5, 3 * hidden);
-        let all = packed_attention(&qkv, &cu, heads, QueryRows::All);
-        let first = packed_attention(&qkv, &cu, heads, QueryRows::FirstOnly);
-        for s in 0..2 {
+        let qkv = Matrix::from_vec(data, tokens, 3 * hidden);
+        let all = packed_attention(&qkv, cu, heads, QueryRows::All);
+        let first = packed_attention(&qkv, cu, heads, QueryRows::FirstOnly);
+        for s in 0..cu.len() - 1 {
             let want = naive(&qkv, cu[s], cu[s + 1], heads);
             for (i, row) in want.iter().enumerate() {
                 for (a, b) in all.row(cu[s] + i).iter().zip(row) {
-                    assert!((a - b).abs() < 1e-5);
+                    assert!((a - b).abs() < 1e-5, "{heads}×{hidden}: {a} vs {b}");
                 }
             }
             for (a, b) in first.row(s).iter().zip(&want[0]) {
-                assert!((a - b).abs() < 1e-5);
+                assert!((a - b).abs() < 1e-5, "{heads}×{hidden} first: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn packed_matches_naive_per_sequence() {
+        // Head size 2: the portable (gemm crate) path.
+        check(2, 4, &[0, 3, 5]);
+    }
+
+    #[test]
+    fn head_kernel_matches_naive_on_ragged_sequences() {
+        // Head sizes 64 and 32 take the AVX-512 kernel where the CPU has it; 70 tokens leave
+        // partial row tiles and a partial column vector, 1 token a lone row.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            kernels::attention::supported(64),
+            std::arch::is_x86_feature_detected!("avx512f")
+        );
+        check(2, 128, &[0, 70, 75, 76]);
+        check(3, 96, &[0, 33, 99]);
+        check(1, 128, &[0, 130]);
     }
 }

@@ -172,7 +172,16 @@ impl TransformerEncoder {
     ///
     /// With `first_token_only`, the last layer computes only the first token of each sequence and
     /// the result is `[sequences, hidden]` — all a classification head reads.
-    pub fn forward(&self, mut x: Matrix, cu_seqlens: &[usize], first_token_only: bool) -> Matrix {
+    pub fn forward(&self, x: Matrix, cu_seqlens: &[usize], first_token_only: bool) -> Matrix {
+        crate::runtime::on_pool(|| self.forward_layers(x, cu_seqlens, first_token_only))
+    }
+
+    fn forward_layers(
+        &self,
+        mut x: Matrix,
+        cu_seqlens: &[usize],
+        first_token_only: bool,
+    ) -> Matrix {
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let rows = if first_token_only && i == last {
