@@ -27,15 +27,6 @@ pub fn threads() -> usize {
     }
 }
 
-/// Values a parallel task should at least handle: below this, waking another thread costs about
-/// as much as the work (measured on W3's 64-token rows).
-const MIN_TASK_VALUES: usize = 32 * 1024;
-
-/// Rows of `cols` values each parallel task takes at least (for rayon's `with_min_len`).
-pub fn min_rows_per_task(cols: usize) -> usize {
-    MIN_TASK_VALUES.div_ceil(cols.max(1))
-}
-
 /// Runs `work` on a thread of rayon's pool, so the parallel regions inside it are joined by
 /// the pool's other threads without waking the caller: a caller outside the pool would block
 /// on every region and be woken after it, a cross-thread hand-off per region.
