@@ -67,14 +67,7 @@ pub fn packed_attention(
             if fast {
                 kernels::attention::attend_head(&io);
             } else {
-                let ctx = attend_one_head(qkv, start, end, n_queries, col, head_dim);
-                for (i, ctx_row) in ctx.chunks_exact(head_dim).enumerate() {
-                    std::ptr::copy_nonoverlapping(
-                        ctx_row.as_ptr(),
-                        io.out.add(i * hidden),
-                        head_dim,
-                    );
-                }
+                attend_one_head(&io);
             }
         }
     });
@@ -84,77 +77,62 @@ pub fn packed_attention(
     Matrix::from_vec(out, out_rows, hidden)
 }
 
-/// One head of one sequence with the `gemm` crate (the portable path): `softmax(Q·Kᵀ/√d)·V` for the first `n_queries` tokens.
-fn attend_one_head(
-    qkv: &Matrix,
-    start: usize,
-    end: usize,
-    n_queries: usize,
-    head_col: usize,
-    head_dim: usize,
-) -> Vec<f32> {
-    let n = end - start;
-    let hidden = qkv.cols / 3;
-    let stride = qkv.cols as isize;
-    let base = start * qkv.cols + head_col;
-    let q = qkv.data[base..].as_ptr();
-    let k = qkv.data[base + hidden..].as_ptr();
-    let v = qkv.data[base + 2 * hidden..].as_ptr();
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut scores = vec![0.0f32; n_queries * n];
-    // SAFETY: Q, K and V rows start..end lie inside `qkv` (row stride = qkv.cols); `scores` is
-    // [n_queries, n] row-major.
-    unsafe {
-        gemm::gemm(
-            n_queries,
-            n,
-            head_dim,
-            scores.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            q,
-            1,
-            stride,
-            k,
-            stride,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+/// One head of one sequence with the `gemm` crate (the portable path): `softmax(Q·Kᵀ/√d)·V`
+/// for the first `io.n_queries` tokens, written into `io.out`.
+///
+/// # Safety
+/// The same contract as [`kernels::attention::attend_head`], without its CPU requirement.
+unsafe fn attend_one_head(io: &HeadIo) {
+    let (n, d) = (io.n, io.head_dim);
+    let stride = io.qkv_stride as isize;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut scores = vec![0.0f32; io.n_queries * n];
+    // `scores` is [n_queries, n] row-major; Q and K rows lie at `stride` (the caller's contract).
+    gemm::gemm(
+        io.n_queries,
+        n,
+        d,
+        scores.as_mut_ptr(),
+        1,
+        n as isize,
+        false,
+        io.q,
+        1,
+        stride,
+        io.k,
+        stride,
+        1,
+        0.0,
+        scale,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
     scores.chunks_exact_mut(n).for_each(softmax_inplace);
-    let mut ctx = vec![0.0f32; n_queries * head_dim];
-    // SAFETY: `scores` is [n_queries, n]; V rows start..end lie inside `qkv`; `ctx` is
-    // [n_queries, head_dim] row-major.
-    unsafe {
-        gemm::gemm(
-            n_queries,
-            head_dim,
-            n,
-            ctx.as_mut_ptr(),
-            1,
-            head_dim as isize,
-            false,
-            scores.as_ptr(),
-            1,
-            n as isize,
-            v,
-            1,
-            stride,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-    ctx
+    // The context goes straight into the output rows (stride `out_stride`), which gemm writes
+    // without reading (`read_dst` false).
+    gemm::gemm(
+        io.n_queries,
+        d,
+        n,
+        io.out,
+        1,
+        io.out_stride as isize,
+        false,
+        scores.as_ptr(),
+        1,
+        n as isize,
+        io.v,
+        1,
+        stride,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 #[cfg(test)]
