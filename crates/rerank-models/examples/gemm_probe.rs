@@ -1,5 +1,7 @@
 //! GFLOP/s of the linear layer on bge-reranker-base shapes, f32, bf16 and int8
-//! (`cargo run --release --example gemm_probe`).
+//! (`cargo run --release --example gemm_probe`), then the W3 GEMM chain: the 48 int8 GEMMs
+//! of one 64-token pass (12 layers, distinct weights, so they stream from memory as in the
+//! model), which bounds W3 latency from below.
 
 use std::time::Instant;
 
@@ -8,6 +10,22 @@ use rerank_models::Dtype;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `(k, n)` of one encoder layer's GEMMs: QKV, attention output, FFN up, FFN down.
+const LAYER_GEMMS: [(usize, usize); 4] = [(768, 2304), (768, 768), (768, 3072), (3072, 768)];
+
+fn weights(k: usize, n: usize, seed: usize) -> Vec<f32> {
+    (0..n * k)
+        .map(|i| (((i + seed) % 97) as f32 - 48.0) * 1e-3)
+        .collect()
+}
+
+fn activations(m: usize, k: usize) -> Matrix {
+    let data = (0..m * k)
+        .map(|i| ((i % 89) as f32 - 44.0) * 1e-2)
+        .collect();
+    Matrix::from_vec(data, m, k)
+}
 
 fn main() {
     rerank_models::runtime::set_threads(0);
@@ -20,16 +38,8 @@ fn main() {
         (64, 3072, 768),
     ];
     for &(m, k, n) in &shapes {
-        let w: Vec<f32> = (0..n * k)
-            .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
-            .collect();
-        let x = Matrix::from_vec(
-            (0..m * k)
-                .map(|i| ((i % 89) as f32 - 44.0) * 1e-2)
-                .collect(),
-            m,
-            k,
-        );
+        let w = weights(k, n, 0);
+        let x = activations(m, k);
         for dtype in [Dtype::F32, Dtype::Bf16, Dtype::Int8] {
             let lin = Linear::from_parts_as(&w, Some(vec![0.0; n]), k, n, dtype);
             let _ = lin.forward(&x);
@@ -46,4 +56,50 @@ fn main() {
             );
         }
     }
+    w3_chain();
+}
+
+/// Times the 48 int8 GEMMs of a 64-token, 12-layer pass: median and best of 200 passes.
+fn w3_chain() {
+    let m = 64;
+    let layers: Vec<Linear> = (0..12)
+        .flat_map(|layer| LAYER_GEMMS.map(move |(k, n)| (layer, k, n)))
+        .map(|(layer, k, n)| {
+            Linear::from_parts_as(
+                &weights(k, n, 7 * layer),
+                Some(vec![0.0; n]),
+                k,
+                n,
+                Dtype::Int8,
+            )
+        })
+        .collect();
+    let (x768, x3072) = (activations(m, 768), activations(m, 3072));
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            rerank_models::runtime::on_pool(|| {
+                for (lin, &(k, _)) in layers.iter().zip(LAYER_GEMMS.iter().cycle()) {
+                    let x = if k == 768 { &x768 } else { &x3072 };
+                    std::hint::black_box(lin.forward(x));
+                }
+            });
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let gop: f64 = 12.0
+        * LAYER_GEMMS
+            .iter()
+            .map(|&(k, n)| 2.0 * (m * k * n) as f64)
+            .sum::<f64>()
+        / 1e9;
+    let (median, best) = (times[times.len() / 2], times[0]);
+    println!(
+        "W3 int8 GEMM chain (48 GEMMs, 64 rows): median {:.2} ms ({:.0} GOP/s), best {:.2} ms ({:.0} GOP/s)",
+        median * 1e3,
+        gop / median,
+        best * 1e3,
+        gop / best
+    );
 }

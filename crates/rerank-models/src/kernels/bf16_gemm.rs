@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{post_process_tile, tiled_output, unpad, TilePost, MR, NR};
+use super::{post_process_tile, tiled_output, unpad, PanelPrefetch, TilePost, MR, NR};
 use crate::layers::Matrix;
 
 /// True when this CPU runs the bf16 kernel.
@@ -96,13 +96,17 @@ impl PackedBf16 {
         let ldc = self.panels * NR;
         let a = pack_rows(x, m_pad, self.k2);
         let c = tiled_output(m_pad, self.panels, |row0, p, corner| {
-            let b = &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR];
+            let panel_len = self.k2 * NR;
+            let b = &self.data[p * panel_len..(p + 1) * panel_len];
             let bias = &self.bias[p * NR..(p + 1) * NR];
+            let prefetch =
+                PanelPrefetch::next_panel_share(&self.data, panel_len, p, self.panels, row0, m_pad);
             // SAFETY: `supported()` was checked by the caller; `a` holds MR rows of `k2` pairs
             // from `row0`, `b` holds `k2 × NR` pairs, and `corner` starts an MR × NR tile of
             // the output (row stride `ldc`) that no other call writes; `post` sees only that tile.
             unsafe {
-                kernel_8x48(self.k2, &a[row0 * self.k2..], self.k2, b, bias, corner, ldc);
+                let a = &a[row0 * self.k2..];
+                kernel_8x48(self.k2, a, self.k2, b, bias, corner, ldc, prefetch);
                 if let Some(post) = post {
                     post_process_tile(corner, ldc, post);
                 }
@@ -132,6 +136,7 @@ fn pack_rows(x: &Matrix, m_pad: usize, k2: usize) -> Vec<u32> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_8x48(
     k2: usize,
     a: &[u32],
@@ -140,6 +145,7 @@ unsafe fn kernel_8x48(
     bias: &[f32],
     cp: *mut f32,
     ldc: usize,
+    prefetch: PanelPrefetch,
 ) {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= (MR - 1) * lda + k2 && b.len() >= k2 * NR && bias.len() >= NR);
@@ -149,6 +155,7 @@ unsafe fn kernel_8x48(
     let b2 = _mm512_loadu_ps(bias.as_ptr().add(32));
     let mut acc = [[b0, b1, b2]; MR];
     for kp in 0..k2 {
+        prefetch.touch(kp);
         let w = bp.add(kp * NR) as *const __m512i;
         let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w));
         let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(1)));
@@ -169,7 +176,17 @@ unsafe fn kernel_8x48(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel_8x48(_: usize, _: &[u32], _: usize, _: &[u32], _: &[f32], _: *mut f32, _: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_8x48(
+    _: usize,
+    _: &[u32],
+    _: usize,
+    _: &[u32],
+    _: &[f32],
+    _: *mut f32,
+    _: usize,
+    _: PanelPrefetch,
+) {
     unreachable!("the bf16 kernel runs only where supported() is true")
 }
 

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{post_process_tile, tiled_output, unpad, TilePost, MR, NR};
+use super::{post_process_tile, tiled_output, unpad, PanelPrefetch, TilePost, MR, NR};
 use crate::layers::Matrix;
 
 /// True when this CPU runs the int8 kernel.
@@ -114,13 +114,16 @@ impl PackedInt8 {
         let c = tiled_output(m_pad, self.panels, |row0, p, corner| {
             let cols = p * NR..(p + 1) * NR;
             let epilogue = Epilogue {
-                row_scale: &row_scale[row0..row0 + MR],
-                row_zero: &row_zero[row0..row0 + MR],
+                row_scale: tile_rows(&row_scale, row0),
+                row_zero: tile_rows(&row_zero, row0),
                 col_scale: &self.scale[cols.clone()],
                 colsum: &self.colsum[cols.clone()],
                 bias: &self.bias[cols],
             };
-            let b = &self.data[p * self.k4 * NR..(p + 1) * self.k4 * NR];
+            let panel_len = self.k4 * NR;
+            let b = &self.data[p * panel_len..(p + 1) * panel_len];
+            let prefetch =
+                PanelPrefetch::next_panel_share(&self.data, panel_len, p, self.panels, row0, m_pad);
             // SAFETY: `supported()` was checked by the caller; `a` holds MR rows of `k4` quads
             // from `row0`, `b` holds `k4 × NR` quads, the epilogue vectors are NR wide, and
             // `corner` starts an MR × NR tile of the output (row stride `ldc`) that no other
@@ -134,6 +137,7 @@ impl PackedInt8 {
                     &epilogue,
                     corner,
                     ldc,
+                    prefetch,
                 );
                 if let Some(post) = post {
                     post_process_tile(corner, ldc, post);
@@ -146,11 +150,19 @@ impl PackedInt8 {
 
 /// What turns a tile's i32 sums into outputs.
 struct Epilogue<'a> {
-    row_scale: &'a [f32],
-    row_zero: &'a [i32],
+    row_scale: &'a [f32; MR],
+    row_zero: &'a [i32; MR],
     col_scale: &'a [f32],
     colsum: &'a [i32],
     bias: &'a [f32],
+}
+
+/// The [`MR`] values of a tile's rows (fixed-size, so the kernel's epilogue unrolls without
+/// bounds checks).
+fn tile_rows<T>(values: &[T], row0: usize) -> &[T; MR] {
+    values[row0..row0 + MR]
+        .try_into()
+        .expect("a tile has MR rows")
 }
 
 /// Scale and zero point of the asymmetric u8 grid over `[min(lo, 0), max(hi, 0)]`.
@@ -232,6 +244,7 @@ unsafe fn quantize_row_into(_: &[f32], _: *mut u8) -> (f32, i32) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_8x48(
     k4: usize,
     a: &[u32],
@@ -240,6 +253,7 @@ unsafe fn kernel_8x48(
     e: &Epilogue,
     cp: *mut f32,
     ldc: usize,
+    prefetch: PanelPrefetch,
 ) {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= (MR - 1) * lda + k4 && b.len() >= k4 * NR);
@@ -247,6 +261,7 @@ unsafe fn kernel_8x48(
     let zero = _mm512_setzero_si512();
     let mut acc = [[zero; 3]; MR];
     for kq in 0..k4 {
+        prefetch.touch(kq);
         let w = bp.add(kq * NR) as *const __m512i;
         let w0 = _mm512_loadu_si512(w);
         let w1 = _mm512_loadu_si512(w.add(1));
@@ -258,20 +273,29 @@ unsafe fn kernel_8x48(
             row[2] = _mm512_dpbusd_epi32(row[2], x, w2);
         }
     }
-    for v in 0..3 {
-        let colsum = _mm512_loadu_si512(e.colsum.as_ptr().add(16 * v) as *const __m512i);
-        let col_scale = _mm512_loadu_ps(e.col_scale.as_ptr().add(16 * v));
-        let bias = _mm512_loadu_ps(e.bias.as_ptr().add(16 * v));
-        for (r, row) in acc.iter().enumerate() {
-            let offset = _mm512_mullo_epi32(colsum, _mm512_set1_epi32(e.row_zero[r]));
+    // Row by row, so the loops unroll with the accumulators left in registers.
+    let colsum = [0, 1, 2].map(|v| _mm512_loadu_si512(e.colsum[16 * v..].as_ptr() as *const _));
+    let col_scale = [0, 1, 2].map(|v| _mm512_loadu_ps(e.col_scale[16 * v..].as_ptr()));
+    let bias = [0, 1, 2].map(|v| _mm512_loadu_ps(e.bias[16 * v..].as_ptr()));
+    for (r, row) in acc.iter().enumerate() {
+        let (zero, row_scale) = (
+            _mm512_set1_epi32(e.row_zero[r]),
+            _mm512_set1_ps(e.row_scale[r]),
+        );
+        for v in 0..3 {
+            let offset = _mm512_mullo_epi32(colsum[v], zero);
             let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(row[v], offset));
-            let scale = _mm512_mul_ps(col_scale, _mm512_set1_ps(e.row_scale[r]));
-            _mm512_storeu_ps(cp.add(r * ldc + 16 * v), _mm512_fmadd_ps(sums, scale, bias));
+            let scale = _mm512_mul_ps(col_scale[v], row_scale);
+            _mm512_storeu_ps(
+                cp.add(r * ldc + 16 * v),
+                _mm512_fmadd_ps(sums, scale, bias[v]),
+            );
         }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_8x48(
     _: usize,
     _: &[u32],
@@ -280,6 +304,7 @@ unsafe fn kernel_8x48(
     _: &Epilogue,
     _: *mut f32,
     _: usize,
+    _: PanelPrefetch,
 ) {
     unreachable!("the int8 kernel runs only where supported() is true")
 }

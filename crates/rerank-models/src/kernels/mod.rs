@@ -51,6 +51,63 @@ impl OutPtr {
     }
 }
 
+/// The part of the next weight panel that one tile prefetches into L2 while it runs.
+///
+/// Tiles visit a panel row tile by row tile, then move to the next panel (see
+/// [`tiled_output`]); only the first tile of a panel would read it from memory, stalling on
+/// every cache line. Instead, the row tiles of a block each prefetch an equal share of the next
+/// panel (which follows in memory), one line per step of their k loop. Measured on the 48 int8
+/// GEMMs of a 64-token bge-reranker-base pass, one thread: 29.5 → 26.0 ms (median).
+#[derive(Clone, Copy)]
+pub(crate) struct PanelPrefetch {
+    start: *const u8,
+    lines: usize,
+}
+
+impl PanelPrefetch {
+    /// The share of panel `panel + 1` (of `panels`, each `panel_len` values of `data`) for the
+    /// tile at `row0` of an `m_pad`-row output; empty for the last panel.
+    pub(crate) fn next_panel_share<T>(
+        data: &[T],
+        panel_len: usize,
+        panel: usize,
+        panels: usize,
+        row0: usize,
+        m_pad: usize,
+    ) -> Self {
+        if panel + 1 >= panels {
+            return Self {
+                start: std::ptr::null(),
+                lines: 0,
+            };
+        }
+        let block0 = row0 / MC * MC;
+        let tiles = (m_pad.min(block0 + MC) - block0) / MR;
+        let tile = (row0 - block0) / MR;
+        let lines = (panel_len * std::mem::size_of::<T>()).div_ceil(64);
+        let (first, end) = (tile * lines / tiles, (tile + 1) * lines / tiles);
+        let next = data[(panel + 1) * panel_len..].as_ptr() as *const u8;
+        Self {
+            start: next.wrapping_add(first * 64),
+            lines: end - first,
+        }
+    }
+
+    /// Prefetches line `i` of the share into L2 (nothing past its end).
+    #[inline(always)]
+    pub(crate) fn touch(self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if i < self.lines {
+            // SAFETY: prefetching never faults; the address lies inside the next panel.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                    self.start.wrapping_add(i * 64) as *const i8,
+                )
+            };
+        }
+    }
+}
+
 /// An in-place operation on a row segment of an output tile (a fused activation).
 pub type TilePost<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 

@@ -52,27 +52,39 @@ pub fn exp(x: f32) -> f32 {
     p * scale
 }
 
-/// Error function, absolute error < 6e-7 in f32 (Abramowitz & Stegun 7.1.26, 1.5e-7 exactly): a 5-term
-/// polynomial in `t = 1/(1 + p·|x|)` times `e^(−x²)`, odd-extended.
+/// Error function, absolute error < 5e-7 in f32: the odd/even rational minimax approximation
+/// `x·P(x²) / Q(x²)` on `[−4, 4]` that Eigen (and through it TensorFlow) uses, with `x`
+/// clamped there (|erf| rounds to 1 in f32 beyond). One division and eleven multiply-adds,
+/// no `exp` and no branches: about twice as fast as Abramowitz & Stegun 7.1.26 with `exp`.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_72,
-        1.421_413_8,
-        -1.453_152_1,
-        1.061_405_4,
+    const NUMERATOR: [f32; 7] = [
+        -1.609_603_3e-2,
+        -2.954_6e-3,
+        -7.349_906e-4,
+        -5.692_506_4e-5,
+        -2.101_024e-6,
+        2.770_681_4e-8,
+        -2.726_142_3e-10,
     ];
-    let z = x.abs();
-    let t = 1.0 / (1.0 + P * z);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let magnitude = 1.0 - poly * exp(-z * z);
-    if x >= 0.0 {
-        magnitude
-    } else {
-        -magnitude
-    }
+    const DENOMINATOR: [f32; 5] = [
+        -1.426_473_9e-2,
+        -7.373_329e-3,
+        -1.682_827e-3,
+        -2.133_740_6e-4,
+        -1.456_607_2e-5,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = NUMERATOR[..6]
+        .iter()
+        .rev()
+        .fold(NUMERATOR[6], |acc, &c| acc * x2 + c);
+    let q = DENOMINATOR[..4]
+        .iter()
+        .rev()
+        .fold(DENOMINATOR[4], |acc, &c| acc * x2 + c);
+    x * p / q
 }
 
 /// Exact (erf-based) GELU: `x·Φ(x) = ½·x·(1 + erf(x/√2))`.
@@ -184,10 +196,11 @@ mod tests {
             worst = worst.max((erf(x) - libm::erff(x)).abs());
             x += 0.000_37;
         }
-        assert!(worst < 6e-7, "worst absolute error {worst}");
+        assert!(worst < 5e-7, "worst absolute error {worst}");
         assert_eq!(erf(0.0), -erf(-0.0));
-        assert_eq!(erf(20.0), 1.0);
-        assert_eq!(erf(-20.0), -1.0);
+        // Saturated (clamped at ±4) to within one ulp of ±1, and odd.
+        assert!((erf(20.0) - 1.0).abs() <= f32::EPSILON, "{}", erf(20.0));
+        assert_eq!(erf(-20.0), -erf(20.0));
     }
 
     #[test]
