@@ -121,7 +121,8 @@ pub struct ServeArgs {
     /// Port to listen on (0 = any free port; the chosen one is logged).
     #[arg(long, env = "RERANK_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Name used in the legacy route /{name}/post and in responses [default: the model
+    /// Name used in the legacy route /{name}/post and in responses: letters, digits,
+    /// `-_.~+@`, and `/` between segments [default: the model
     /// folder's name or the hub id's last part].
     #[arg(long, env = "RERANK_SERVED_MODEL_NAME")]
     pub served_model_name: Option<String>,
@@ -143,6 +144,27 @@ pub struct ServeArgs {
     /// Largest query or document in bytes (422 above).
     #[arg(long, env = "RERANK_MAX_DOCUMENT_BYTES", default_value_t = 200_000)]
     pub max_document_bytes: u64,
+    /// Most documents (or legacy pairs) in one request (422 above).
+    #[arg(long, env = "RERANK_MAX_DOCUMENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_documents: u64,
+    /// Most tokens one request's pairs may take after truncation (413 above): the work one
+    /// request may queue. Large requests run a few batches at a time, interleaved with others.
+    #[arg(long, env = "RERANK_MAX_REQUEST_TOKENS", default_value_t = 524_288, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_request_tokens: u64,
+    /// Seconds a client has to send a request's headers; also how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long, env = "RERANK_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, env = "RERANK_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+    /// Open connections served at once; more wait to be accepted.
+    #[arg(long, env = "RERANK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT; then the server exits
+    /// anyway (exit 1, with the number of abandoned requests logged).
+    #[arg(long, env = "RERANK_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
 }
 
 /// `rerank bench`.

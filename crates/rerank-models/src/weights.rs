@@ -332,5 +332,59 @@ fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
     files.sort_unstable();
     files.dedup();
     let dir = index.parent().unwrap_or(Path::new("."));
-    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+    files
+        .into_iter()
+        .map(|f| {
+            if is_plain_relative(Path::new(f)) {
+                Ok(dir.join(f))
+            } else {
+                Err(bad(format!(
+                    "shard file {f:?} is not inside the model folder (an index may only name files by relative paths without '..')"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// True for a relative path of plain names (no root, no `..`), naming at least one.
+fn is_plain_relative(path: &Path) -> bool {
+    use std::path::Component;
+    path.components().any(|c| matches!(c, Component::Normal(_)))
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_files_must_stay_inside_the_folder() {
+        let dir = tempfile_dir();
+        let index = dir.join("model.safetensors.index.json");
+        for (file, ok) in [
+            ("model-00001-of-00002.safetensors", true),
+            ("./shards/a.safetensors", true),
+            ("../../../etc/passwd", false),
+            ("shards/../../x.safetensors", false),
+            ("/etc/passwd", false),
+            ("", false),
+        ] {
+            let json = serde_json::json!({"weight_map": {"w": file}});
+            std::fs::write(&index, json.to_string()).unwrap();
+            let result = shard_paths(&index);
+            assert_eq!(result.is_ok(), ok, "{file:?}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("not inside the model folder"), "{e}");
+            }
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rerank-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }

@@ -23,5 +23,5 @@ pub mod tokenize;
 pub use error::{Error, Result};
 pub use rerank_models::{runtime, Dtype, ModelError, ModelKind};
 pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions};
-pub use tokenize::{EncodedPair, PairEncoder, PairLimits, Truncation};
+pub use tokenize::{EncodedPair, EncodedQuery, PairEncoder, PairLimits, Truncation};
 pub use tokenizers::TruncationDirection;

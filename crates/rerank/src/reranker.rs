@@ -189,6 +189,24 @@ impl Reranker {
             .collect()
     }
 
+    /// Tokenizes `query` once and pairs it with every document (in parallel), as
+    /// [`Reranker::encode_pairs`] would for `(query, document)` pairs.
+    pub fn encode_query_documents<D>(
+        &self,
+        query: &str,
+        documents: &[D],
+        limits: &PairLimits,
+    ) -> Result<Vec<EncodedPair>>
+    where
+        D: AsRef<str> + Sync,
+    {
+        let query = self.encoder.encode_query(query, limits)?;
+        documents
+            .par_iter()
+            .map(|d| self.encoder.encode_with_query(&query, d.as_ref(), limits))
+            .collect()
+    }
+
     /// Raw logits of already encoded pairs, in input order. Runs longest first in batches of
     /// `batch_size` pairs.
     pub fn score_encoded(&self, encoded: &[EncodedPair], batch_size: usize) -> Result<Vec<f32>> {
@@ -214,6 +232,15 @@ impl Reranker {
         Ok(scores)
     }
 
+    /// The scores `opts` asks for (logits or their sigmoid) of encoded pairs, in order.
+    fn scores_of(&self, encoded: &[EncodedPair], opts: &ScoreOptions) -> Result<Vec<f32>> {
+        let mut scores = self.score_encoded(encoded, opts.batch_size)?;
+        if opts.normalize {
+            scores.iter_mut().for_each(|s| *s = sigmoid(*s));
+        }
+        Ok(scores)
+    }
+
     /// FlagReranker's `compute_score(pairs)`: one score per `(query, passage)` pair, in order.
     pub fn compute_score<Q, P>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>>
     where
@@ -222,11 +249,7 @@ impl Reranker {
     {
         let limits = opts.limits()?;
         let encoded = self.encode_pairs(pairs, &limits)?;
-        let mut scores = self.score_encoded(&encoded, opts.batch_size)?;
-        if opts.normalize {
-            scores.iter_mut().for_each(|s| *s = sigmoid(*s));
-        }
-        Ok(scores)
+        self.scores_of(&encoded, opts)
     }
 
     /// Scores every document against `query` and returns them best first, cut to `top_n`.
@@ -240,8 +263,9 @@ impl Reranker {
     where
         D: AsRef<str> + Sync,
     {
-        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, d.as_ref())).collect();
-        let scores = self.compute_score(&pairs, opts)?;
+        let limits = opts.limits()?;
+        let encoded = self.encode_query_documents(query, documents, &limits)?;
+        let scores = self.scores_of(&encoded, opts)?;
         Ok(ranking(&scores, top_n)
             .into_iter()
             .map(|index| Ranked {

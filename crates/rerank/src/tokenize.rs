@@ -4,7 +4,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
-use tokenizers::{TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
 
@@ -112,15 +111,38 @@ impl PairEncoder {
         passage: &str,
         limits: &PairLimits,
     ) -> Result<EncodedPair> {
+        self.encode_with_query(&self.encode_query(query, limits)?, passage, limits)
+    }
+
+    /// Tokenizes a query once, for pairing with many passages ([`PairEncoder::encode_with_query`]).
+    /// Only the tokens a pair can keep under `limits` are kept.
+    pub fn encode_query(&self, query: &str, limits: &PairLimits) -> Result<EncodedQuery> {
+        let mut encoding = self.encode_plain(query)?;
+        let tokens = encoding.len();
+        let most = match limits.truncation {
+            Truncation::Flag => limits.query_max_length,
+            Truncation::LongestFirst => limits.max_length.saturating_sub(self.pair_specials),
+        };
+        cut(&mut encoding, most, limits.direction);
+        Ok(EncodedQuery { encoding, tokens })
+    }
+
+    /// Encodes the pair of an already tokenized query and `passage` under `limits` (the same
+    /// `limits` the query was encoded with).
+    pub fn encode_with_query(
+        &self,
+        query: &EncodedQuery,
+        passage: &str,
+        limits: &PairLimits,
+    ) -> Result<EncodedPair> {
         let dir = limits.direction;
-        let mut q = self.encode_plain(query)?;
+        let mut q = query.encoding.clone();
         let mut p = self.encode_plain(passage)?;
         if let Some(limit) = limits.passage_max_length {
             cut(&mut p, limit, dir);
         }
         match limits.truncation {
             Truncation::Flag => {
-                cut(&mut q, limits.query_max_length, dir);
                 cut(&mut p, limits.max_length, dir);
                 let total = q.len() + p.len() + self.pair_specials;
                 if total > limits.max_length {
@@ -134,20 +156,10 @@ impl PairEncoder {
                 }
             }
             Truncation::LongestFirst => {
-                let params = TruncationParams {
-                    max_length: limits.max_length.saturating_sub(self.pair_specials),
-                    strategy: TruncationStrategy::LongestFirst,
-                    stride: 0,
-                    direction: dir,
-                };
-                (q, p) =
-                    match tokenizers::utils::truncation::truncate_encodings(q, Some(p), &params) {
-                        Ok((q, Some(p))) => (q, p),
-                        Ok((_, None)) => unreachable!("truncate_encodings keeps the pair"),
-                        Err(e) => return Err(Error::Tokenizer(e.to_string())),
-                    };
-                q.take_overflowing();
-                p.take_overflowing();
+                let room = limits.max_length.saturating_sub(self.pair_specials);
+                let (keep_q, keep_p) = longest_first_lengths(query.tokens, p.len(), room);
+                cut(&mut q, keep_q, dir);
+                cut(&mut p, keep_p, dir);
             }
         }
         let pair = self
@@ -193,6 +205,48 @@ impl PairEncoder {
     }
 }
 
+/// A query tokenized once for many pairs.
+#[derive(Debug, Clone)]
+pub struct EncodedQuery {
+    /// Its tokens, cut to the most any pair keeps.
+    encoding: Encoding,
+    /// Its length in tokens before that cut.
+    tokens: usize,
+}
+
+impl EncodedQuery {
+    /// The query's length in tokens, before any truncation.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+}
+
+/// The lengths tokenizers' `longest_first` strategy cuts a pair of `first` and `second` tokens
+/// to, so that they fit `max` (`tokenizers::utils::truncation::truncate_encodings`): the longer
+/// side is trimmed first; when both are over half, each keeps half.
+fn longest_first_lengths(first: usize, second: usize, max: usize) -> (usize, usize) {
+    if first + second <= max {
+        return (first, second);
+    }
+    let short = first.min(second);
+    let mut keep_short = short;
+    let mut keep_long = if short > max {
+        short
+    } else {
+        short.max(max - short)
+    };
+    if keep_short + keep_long > max {
+        keep_short = max / 2;
+        keep_long = keep_short + max % 2;
+    }
+    let (keep_first, keep_second) = if first > second {
+        (keep_long, keep_short)
+    } else {
+        (keep_short, keep_long)
+    };
+    (first.min(keep_first), second.min(keep_second))
+}
+
 /// Keeps `len` tokens, the first ones (`Right`) or the last ones (`Left`); no overflow kept.
 fn cut(enc: &mut Encoding, len: usize, direction: TruncationDirection) {
     if enc.len() > len {
@@ -204,6 +258,7 @@ fn cut(enc: &mut Encoding, len: usize, direction: TruncationDirection) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenizers::{TruncationParams, TruncationStrategy};
 
     #[test]
     fn truncation_parses() {
@@ -211,6 +266,47 @@ mod tests {
         assert_eq!("longest_first".parse(), Ok(Truncation::LongestFirst));
         assert_eq!("Longest-First".parse(), Ok(Truncation::LongestFirst));
         assert!("middle".parse::<Truncation>().is_err());
+    }
+
+    #[test]
+    fn longest_first_lengths_match_the_tokenizers_crate() {
+        let encoding = |n: usize| {
+            Encoding::new(
+                vec![7; n],
+                vec![0; n],
+                vec![String::new(); n],
+                vec![None; n],
+                vec![(0, 0); n],
+                vec![0; n],
+                vec![1; n],
+                Vec::new(),
+                Default::default(),
+            )
+        };
+        for max in [0, 1, 2, 5, 8, 9, 30] {
+            for first in 0..40 {
+                for second in 0..40 {
+                    let params = TruncationParams {
+                        max_length: max,
+                        strategy: TruncationStrategy::LongestFirst,
+                        stride: 0,
+                        direction: TruncationDirection::Right,
+                    };
+                    let (q, p) = tokenizers::utils::truncation::truncate_encodings(
+                        encoding(first),
+                        Some(encoding(second)),
+                        &params,
+                    )
+                    .unwrap();
+                    let expected = (q.len(), p.map_or(0, |p| p.len()));
+                    assert_eq!(
+                        longest_first_lengths(first, second, max),
+                        expected,
+                        "first {first}, second {second}, max {max}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,26 +1,34 @@
-//! `rerank serve`: the HTTP server, with graceful shutdown on SIGINT/SIGTERM.
+//! `rerank serve`: the HTTP server, with graceful shutdown on SIGINT/SIGTERM within a deadline.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::ServeArgs;
 use crate::cmd::load_reranker;
-use crate::http::{app, AppState, ServerConfig};
+use crate::http::server::{self, ConnectionLimits, Shutdown};
+use crate::http::{app, check_served_name, sanitize_served_name, AppState, ServerConfig};
 
-/// Loads the model, binds, serves until a signal, finishes in-flight requests, returns.
+/// Checks the flags, loads the model, binds, serves until a signal, finishes in-flight
+/// requests (for at most `--shutdown-timeout`), returns.
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logging();
+    let config = server_config(&args)?;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        max_connections: args.max_connections as usize,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
     let reranker = Arc::new(load_reranker(&args.model)?);
-    let config = server_config(&args);
     let addr = format!("{}:{}", args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -33,40 +41,58 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // One line on stdout for scripts that start us on port 0.
         println!("listening on http://{local}");
         let state = AppState::new(reranker, config);
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server failed")?;
-        tracing::info!("shut down cleanly");
-        Ok(())
-    })
+        anyhow::Ok(server::serve(listener, app(state), limits, shutdown_signal()).await)
+    })?;
+    // Blocking tasks of abandoned requests (tokenization) are not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
+        Shutdown::Drained => {
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+        Shutdown::Abandoned {
+            requests,
+            connections,
+        } => bail!(
+            "shutdown deadline of {} s passed: abandoned {requests} requests in flight on \
+             {connections} open connections",
+            args.shutdown_timeout
+        ),
+    }
 }
 
-fn server_config(args: &ServeArgs) -> ServerConfig {
-    ServerConfig {
-        served_model_name: args
-            .served_model_name
-            .clone()
-            .unwrap_or_else(|| default_served_name(&args.model.model)),
+fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
+    let served_model_name = match &args.served_model_name {
+        Some(name) => {
+            check_served_name(name).map_err(anyhow::Error::msg)?;
+            name.clone()
+        }
+        None => default_served_name(&args.model.model),
+    };
+    Ok(ServerConfig {
+        served_model_name,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         max_concurrent_requests: args.max_concurrent_requests as usize,
         max_client_batch_size: args.max_client_batch_size as usize,
         max_document_bytes: args.max_document_bytes as usize,
+        max_documents: args.max_documents as usize,
+        max_request_tokens: args.max_request_tokens as usize,
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
         payload_limit: args.payload_limit as usize,
         max_batch_tokens: args.max_batch_tokens as usize,
         max_length: args.scoring.max_length as usize,
         query_max_length: args.scoring.query_max_length.map(|q| q as usize),
         truncation: args.scoring.truncation.truncation(),
-    }
+    })
 }
 
-/// The folder's name, or the hub id's last part.
+/// The folder's name, or the hub id's last part, made safe for a route.
 fn default_served_name(model: &str) -> String {
-    Path::new(model.trim_end_matches('/'))
+    let name = Path::new(model.trim_end_matches('/'))
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("model")
-        .to_string()
+        .unwrap_or("model");
+    sanitize_served_name(name)
 }
 
 fn init_logging() {
@@ -109,5 +135,7 @@ mod tests {
         );
         assert_eq!(default_served_name("/models/my-reranker/"), "my-reranker");
         assert_eq!(default_served_name("local"), "local");
+        assert_eq!(default_served_name("/models/{*x} :y"), "--x---y");
+        assert_eq!(default_served_name("/"), "model");
     }
 }

@@ -25,8 +25,10 @@ pub enum ErrorType {
     Unauthorized,
     /// No such route.
     NotFound,
-    /// Body over the payload limit.
+    /// Body over the payload limit, or more work than one request may ask.
     PayloadTooLarge,
+    /// The body did not arrive in time.
+    Timeout,
 }
 
 impl ErrorType {
@@ -42,6 +44,7 @@ impl ErrorType {
             ErrorType::Unauthorized => "Unauthorized",
             ErrorType::NotFound => "NotFound",
             ErrorType::PayloadTooLarge => "PayloadTooLarge",
+            ErrorType::Timeout => "Timeout",
         }
     }
 }
@@ -85,6 +88,24 @@ impl ApiError {
     /// 400: nothing to score.
     pub fn empty(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorType::Empty, message)
+    }
+
+    /// 413: the request asks for more work than one request may.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::PayloadTooLarge,
+            message,
+        )
+    }
+
+    /// 408: the body did not arrive in time.
+    pub fn body_timeout(seconds: f64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorType::Timeout,
+            format!("the request body did not arrive within {seconds} s"),
+        )
     }
 
     /// 429: too many concurrent requests.

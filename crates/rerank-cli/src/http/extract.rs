@@ -1,6 +1,9 @@
 //! A JSON body extractor whose rejections are [`ApiError`]s. Unlike `axum::Json` it does not
 //! insist on `Content-Type: application/json`: the legacy service's clients post
-//! `data=json.dumps(...)` without one.
+//! `data=json.dumps(...)` without one. The body must arrive within the [`BodyReadTimeout`] the
+//! router sets (slow clients get 408 and their connection is closed).
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -8,6 +11,10 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::http::error::{ApiError, ErrorType};
+
+/// How long a request body may take to arrive, set on requests by the router.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub Duration);
 
 /// A JSON request body that answers bad bodies with the API's error format.
 pub struct ApiJson<T>(pub T);
@@ -20,7 +27,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let timeout = req.extensions().get::<BodyReadTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match timeout {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::body_timeout(limit.as_secs_f64()))?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|rejection| {
             let status = rejection.status();
             let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ErrorType::PayloadTooLarge

@@ -14,7 +14,7 @@ use crate::http::extract::ApiJson;
 use crate::http::pyliteral::{self, PyValue};
 use crate::http::service::ScoreRequest;
 use crate::http::types::*;
-use crate::http::AppState;
+use crate::http::{legacy_route, AppState};
 
 fn require_query(query: &str) -> Result<(), ApiError> {
     if query.trim().is_empty() {
@@ -31,7 +31,7 @@ pub async fn tei_rerank(
     ApiJson(req): ApiJson<TeiRerankRequest>,
 ) -> Result<Json<Vec<TeiRank>>, ApiError> {
     require_query(&req.query)?;
-    let mut request = ScoreRequest::query_documents(&req.query, req.texts.clone());
+    let mut request = ScoreRequest::query_documents(req.query, req.texts.clone());
     request.truncate = req.truncate.unwrap_or(true);
     request.direction = match req.truncation_direction {
         Direction::Right => TruncationDirection::Right,
@@ -77,7 +77,7 @@ pub async fn cohere_rerank(
         ));
     }
     let documents: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
-    let mut request = ScoreRequest::query_documents(&req.query, documents.clone());
+    let mut request = ScoreRequest::query_documents(req.query, documents.clone());
     request.passage_max_length = req.max_tokens_per_doc;
     let scored = state.score(request).await?;
     let scores: Vec<f32> = scored.raw.iter().map(|&s| sigmoid(s)).collect();
@@ -124,12 +124,12 @@ pub async fn legacy(
 ) -> Result<Json<LegacyResponse>, ApiError> {
     let request_time = now();
     let pairs = parse_text_pairs(&req.text_pairs)?;
-    let scored = state
-        .score(ScoreRequest {
-            pairs: pairs.clone(),
-            ..ScoreRequest::query_documents("", Vec::new())
-        })
-        .await?;
+    if let Some(i) = pairs.iter().position(|(q, _)| q.trim().is_empty()) {
+        return Err(ApiError::validation(format!(
+            "text_pairs item {i}: the query must not be empty"
+        )));
+    }
+    let scored = state.score(ScoreRequest::pairs(pairs.clone())).await?;
     Ok(Json(LegacyResponse {
         text_pairs: pairs,
         rerank_scores: scored.raw,
@@ -214,6 +214,9 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
         max_batch_tokens: c.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,
         max_concurrent_requests: c.max_concurrent_requests,
+        max_documents: c.max_documents,
+        max_request_tokens: c.max_request_tokens,
+        max_document_bytes: c.max_document_bytes,
     })
 }
 
@@ -240,18 +243,29 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         CohereRerankRequest,
         CohereRerankResponse,
         LegacyRequest,
+        TextPairs,
         LegacyResponse,
         Info
     ))
 )]
 struct ApiDoc;
 
-/// The OpenAPI document.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+/// The OpenAPI document, with the one legacy path this server answers.
+pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
+    let paths = &mut doc.paths.paths;
     // Cohere v2 shares v1's schema.
-    if let Some(v1) = doc.paths.paths.get("/v1/rerank").cloned() {
-        doc.paths.paths.insert("/v2/rerank".into(), v1);
+    if let Some(v1) = paths.get("/v1/rerank").cloned() {
+        paths.insert("/v2/rerank".into(), v1);
+    }
+    if let Some(mut legacy) = paths.remove(LEGACY_TEMPLATE) {
+        if let Some(post) = legacy.post.as_mut() {
+            post.parameters = None;
+        }
+        paths.insert(legacy_route(&state.config().served_model_name), legacy);
     }
     Json(doc)
 }
+
+/// The legacy path as the `legacy` handler documents it.
+const LEGACY_TEMPLATE: &str = "/{served_model_name}/post";

@@ -7,10 +7,12 @@ mod handlers;
 mod metrics_layer;
 pub mod pyliteral;
 pub mod queue;
+pub mod server;
 mod service;
 pub mod types;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
@@ -23,6 +25,7 @@ use rerank::{Reranker, Truncation};
 use tokio::sync::Semaphore;
 
 use crate::http::error::{ApiError, ErrorType};
+use crate::http::extract::BodyReadTimeout;
 pub use crate::http::queue::Queue;
 
 /// Server settings, from `rerank serve`'s flags.
@@ -38,6 +41,12 @@ pub struct ServerConfig {
     pub max_client_batch_size: usize,
     /// Largest accepted query or document, in bytes.
     pub max_document_bytes: usize,
+    /// Documents (or legacy pairs) per request.
+    pub max_documents: usize,
+    /// Tokens of all of one request's pairs, after tokenization and truncation.
+    pub max_request_tokens: usize,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
     /// Largest accepted request body, in bytes.
     pub payload_limit: usize,
     /// Token budget of one forward pass.
@@ -100,7 +109,7 @@ fn prometheus() -> PrometheusHandle {
 
 /// The router with every route, auth, body limit and metrics.
 pub fn app(state: AppState) -> Router {
-    let legacy = format!("/{}/post", state.config().served_model_name);
+    let legacy = legacy_route(&state.config().served_model_name);
     let protected = Router::new()
         .route("/rerank", post(handlers::tei_rerank))
         .route("/v1/rerank", post(handlers::cohere_rerank))
@@ -119,9 +128,103 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().payload_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_oversized_body,
+        ))
+        .layer(axum::Extension(BodyReadTimeout(
+            state.config().body_read_timeout,
+        )))
         .layer(middleware::from_fn(metrics_layer::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The legacy service's route for a served model name (checked by [`check_served_name`]).
+pub fn legacy_route(served_model_name: &str) -> String {
+    format!("/{served_model_name}/post")
+}
+
+/// Characters a served model name may hold besides ASCII letters and digits (`/` only between
+/// non-empty segments): nothing that the router reads as a parameter or a wildcard.
+const NAME_PUNCTUATION: &str = "-_.~+@";
+
+/// Checks that a served model name is safe to put in a route: letters, digits, `-_.~+@`, and
+/// `/` between segments, which may not be `.` or `..`.
+pub fn check_served_name(name: &str) -> Result<(), String> {
+    let problem = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '/' || NAME_PUNCTUATION.contains(c)))
+    {
+        Some(format!("{c:?} is not allowed"))
+    } else if name
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        Some("'/' must separate non-empty segments other than '.' and '..'".to_string())
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(format!(
+            "invalid served model name {name:?}: {why} (use letters, digits, '{NAME_PUNCTUATION}' and '/')"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Makes a served model name from any string (a folder's name): characters outside the safe
+/// set become `-`.
+pub fn sanitize_served_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || NAME_PUNCTUATION.contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.chars().all(|c| c == '.') {
+        "model".into()
+    } else {
+        cleaned
+    }
+}
+
+/// 413 for a body whose declared length is over the limit, before it is read (so no
+/// `100 Continue` invites the client to send it).
+async fn refuse_oversized_body(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let limit = state.config().payload_limit;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > limit as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::PayloadTooLarge,
+            format!("the body is {length} bytes, over the limit of {limit} (--payload-limit)"),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is matched without
+/// regard to case, as RFC 9110 says.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 async fn require_api_key(
@@ -134,7 +237,7 @@ async fn require_api_key(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         if given != Some(key.as_str()) {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

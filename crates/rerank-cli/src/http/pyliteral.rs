@@ -1,6 +1,12 @@
 //! A small parser for the Python literals the legacy service accepted as `text_pairs`:
 //! `"[['what is panda?', 'hi'], ('q', \"p\")]"` — lists and tuples of strings in single or double
 //! quotes with backslash escapes. Nothing is evaluated.
+//!
+//! Nesting is bounded by [`MAX_DEPTH`]: the format is a list of pairs, so anything deeper is
+//! refused before it can exhaust the stack.
+
+/// Deepest nesting of lists accepted: the outer list and its pairs.
+pub const MAX_DEPTH: usize = 2;
 
 /// A parsed literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +23,7 @@ pub fn parse(text: &str) -> Result<PyValue, String> {
         chars: text.char_indices().peekable(),
         text,
     };
-    let value = parser.value()?;
+    let value = parser.value(0)?;
     parser.skip_ws();
     match parser.chars.peek() {
         None => Ok(value),
@@ -37,11 +43,15 @@ impl Parser<'_> {
         while self.chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
     }
 
-    fn value(&mut self) -> Result<PyValue, String> {
+    /// One value, inside `depth` enclosing lists.
+    fn value(&mut self, depth: usize) -> Result<PyValue, String> {
         self.skip_ws();
         match self.chars.peek().copied() {
-            Some((_, '[')) => self.sequence(']'),
-            Some((_, '(')) => self.sequence(')'),
+            Some((at, '[' | '(')) if depth == MAX_DEPTH => Err(format!(
+                "lists nested deeper than {MAX_DEPTH} levels at character {at}: expected a list of [query, passage] pairs"
+            )),
+            Some((_, '[')) => self.sequence(']', depth + 1),
+            Some((_, '(')) => self.sequence(')', depth + 1),
             Some((_, '\'' | '"')) => self.string().map(PyValue::Str),
             Some((_, 'u' | 'U')) => {
                 self.chars.next();
@@ -57,7 +67,7 @@ impl Parser<'_> {
         }
     }
 
-    fn sequence(&mut self, close: char) -> Result<PyValue, String> {
+    fn sequence(&mut self, close: char, depth: usize) -> Result<PyValue, String> {
         self.chars.next();
         let mut items = Vec::new();
         loop {
@@ -65,7 +75,7 @@ impl Parser<'_> {
             if self.chars.next_if(|&(_, c)| c == close).is_some() {
                 return Ok(PyValue::List(items));
             }
-            items.push(self.value()?);
+            items.push(self.value(depth)?);
             self.skip_ws();
             match self.chars.next() {
                 Some((_, ',')) => continue,
@@ -177,6 +187,15 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        for depth in [3, 9_000, 1_000_000] {
+            let text = "[".repeat(depth);
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains("nested deeper than 2"), "{err}");
+        }
+    }
+
+    #[test]
     fn rejects_code_and_broken_literals() {
         for bad in [
             "[['a', 'b']",
@@ -185,6 +204,8 @@ mod tests {
             "[1, 2]",
             "'unterminated",
             "[['a', 'b']] extra",
+            "[[['a', 'b']]]",
+            "[[('a', 'b'), 'c']]",
             "['\\x4']",
             "",
         ] {

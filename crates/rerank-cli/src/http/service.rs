@@ -1,15 +1,45 @@
-//! The scoring path every API shares: validate, take a concurrency permit, tokenize off the
-//! async runtime, queue in jobs of at most `max_client_batch_size` pairs, collect the logits.
+//! The scoring path every API shares: check the request's size before any work, take a
+//! concurrency permit, tokenize off the async runtime (a query once per request), queue jobs a
+//! few at a time so that one large request cannot starve the others, collect the logits.
 
-use rerank::{PairLimits, TruncationDirection};
+use std::collections::VecDeque;
+
+use rerank::{EncodedPair, PairLimits, TruncationDirection};
 
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
-/// Pairs to score and the per-request options of the API that asked.
+/// Jobs of one request waiting in the inference queue at once. Two keep the worker fed (one
+/// runs while the next waits) while a request that arrives later queues behind at most two
+/// jobs of each earlier one.
+const JOBS_IN_QUEUE_PER_REQUEST: usize = 2;
+
+/// What a request asks to score.
+pub enum Inputs {
+    /// One query against each document (TEI, Cohere, Jina): the query is tokenized once.
+    QueryDocuments {
+        /// The query.
+        query: String,
+        /// The documents.
+        documents: Vec<String>,
+    },
+    /// Independent `(query, passage)` pairs (the legacy API).
+    Pairs(Vec<(String, String)>),
+}
+
+impl Inputs {
+    fn len(&self) -> usize {
+        match self {
+            Inputs::QueryDocuments { documents, .. } => documents.len(),
+            Inputs::Pairs(pairs) => pairs.len(),
+        }
+    }
+}
+
+/// Texts to score and the per-request options of the API that asked.
 pub struct ScoreRequest {
-    /// `(query, passage)` pairs.
-    pub pairs: Vec<(String, String)>,
+    /// The texts.
+    pub inputs: Inputs,
     /// Cut over-long pairs; `false` rejects them.
     pub truncate: bool,
     /// Which end to cut.
@@ -19,13 +49,19 @@ pub struct ScoreRequest {
 }
 
 impl ScoreRequest {
-    /// Pairs of one query with each document, default options.
-    pub fn query_documents(query: &str, documents: Vec<String>) -> Self {
+    /// One query against each document, default options.
+    pub fn query_documents(query: String, documents: Vec<String>) -> Self {
+        Self::new(Inputs::QueryDocuments { query, documents })
+    }
+
+    /// Independent pairs, default options.
+    pub fn pairs(pairs: Vec<(String, String)>) -> Self {
+        Self::new(Inputs::Pairs(pairs))
+    }
+
+    fn new(inputs: Inputs) -> Self {
         Self {
-            pairs: documents
-                .into_iter()
-                .map(|d| (query.to_string(), d))
-                .collect(),
+            inputs,
             truncate: true,
             direction: TruncationDirection::Right,
             passage_max_length: None,
@@ -42,19 +78,21 @@ pub struct Scored {
 }
 
 impl AppState {
-    /// Scores the pairs of one request.
+    /// Scores the texts of one request.
     pub async fn score(&self, request: ScoreRequest) -> Result<Scored, ApiError> {
         let config = self.config();
-        if request.pairs.is_empty() {
-            return Err(ApiError::empty("no documents to score"));
-        }
-        check_sizes(&request.pairs, config.max_document_bytes)?;
+        check_sizes(
+            &request.inputs,
+            config.max_documents,
+            config.max_document_bytes,
+        )?;
         let _permit = self
             .inner
             .permits
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::overloaded(config.max_concurrent_requests))?;
+        let model_max = self.inner.reranker.max_sequence_length();
         let mut limits = PairLimits::new(
             config.truncation,
             config.max_length,
@@ -62,22 +100,26 @@ impl AppState {
         );
         limits.direction = request.direction;
         limits.passage_max_length = request.passage_max_length;
-        if !request.truncate {
-            limits.max_length = usize::MAX / 4;
-            limits.query_max_length = usize::MAX / 4;
-        }
-        let reranker = self.inner.reranker.clone();
-        let pairs = request.pairs;
-        let encoded = tokio::task::spawn_blocking(move || reranker.encode_pairs(&pairs, &limits))
-            .await
-            .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;
         let max = if request.truncate {
-            self.inner.reranker.max_sequence_length()
+            model_max
         } else {
-            config
-                .max_length
-                .min(self.inner.reranker.max_sequence_length())
+            // Over-long pairs are refused, not cut: cutting every text to one token over the
+            // limit keeps them refused while bounding the work spent on them.
+            let max = config.max_length.min(model_max);
+            limits.max_length = max + 1;
+            limits.query_max_length = max + 1;
+            max
         };
+        let reranker = self.inner.reranker.clone();
+        let inputs = request.inputs;
+        let encoded = tokio::task::spawn_blocking(move || match inputs {
+            Inputs::QueryDocuments { query, documents } => {
+                reranker.encode_query_documents(&query, &documents, &limits)
+            }
+            Inputs::Pairs(pairs) => reranker.encode_pairs(&pairs, &limits),
+        })
+        .await
+        .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;
         // Checked here, per request, so that one bad pair never fails a batch shared with
         // other clients.
         if let Some(i) = encoded.iter().position(|e| e.ids.is_empty()) {
@@ -85,10 +127,9 @@ impl AppState {
                 "document {i}: the pair encodes to no tokens"
             )));
         }
-        if let Some((i, e)) = encoded.iter().enumerate().find(|(_, e)| e.ids.len() > max) {
+        if let Some(i) = encoded.iter().position(|e| e.ids.len() > max) {
             return Err(ApiError::validation(format!(
-                "document {i}: the pair has {} tokens, more than the limit of {max}{}",
-                e.ids.len(),
+                "document {i}: the pair is longer than the limit of {max} tokens{}",
                 if request.truncate {
                     ""
                 } else {
@@ -96,40 +137,153 @@ impl AppState {
                 }
             )));
         }
-        let tokens = encoded.iter().map(|e| e.ids.len()).sum();
-        let mut receivers = Vec::new();
-        let mut encoded = encoded;
-        while !encoded.is_empty() {
-            let rest = encoded.split_off(encoded.len().min(config.max_client_batch_size));
-            let job = std::mem::replace(&mut encoded, rest);
-            receivers.push(
-                self.inner
+        let tokens: usize = encoded.iter().map(|e| e.ids.len()).sum();
+        if tokens > config.max_request_tokens {
+            return Err(ApiError::too_large(format!(
+                "the request's pairs take {tokens} tokens, over the limit of {} \
+                 (--max-request-tokens): send fewer or shorter documents",
+                config.max_request_tokens
+            )));
+        }
+        let jobs = split_jobs(
+            encoded,
+            config.max_client_batch_size,
+            config.max_batch_tokens,
+        );
+        Ok(Scored {
+            raw: self.run_jobs(jobs).await?,
+            tokens,
+        })
+    }
+
+    /// Queues the jobs of one request, at most [`JOBS_IN_QUEUE_PER_REQUEST`] at a time, and
+    /// collects their logits in order.
+    async fn run_jobs(&self, jobs: Vec<Vec<EncodedPair>>) -> Result<Vec<f32>, ApiError> {
+        let mut raw = Vec::new();
+        let mut waiting = VecDeque::new();
+        let mut jobs = jobs.into_iter();
+        loop {
+            while waiting.len() < JOBS_IN_QUEUE_PER_REQUEST {
+                let Some(job) = jobs.next() else { break };
+                let rx = self
+                    .inner
                     .queue
                     .submit(job)
-                    .ok_or_else(ApiError::unhealthy)?,
-            );
-        }
-        let mut raw = Vec::new();
-        for rx in receivers {
+                    .ok_or_else(ApiError::unhealthy)?;
+                waiting.push_back(rx);
+            }
+            let Some(rx) = waiting.pop_front() else {
+                return Ok(raw);
+            };
             let scores = rx.await.map_err(|_| ApiError::unhealthy())?;
             raw.extend(scores.map_err(ApiError::backend)?);
         }
-        Ok(Scored { raw, tokens })
     }
 }
 
-fn check_sizes(pairs: &[(String, String)], limit: usize) -> Result<(), ApiError> {
-    for (i, (q, p)) in pairs.iter().enumerate() {
-        let (what, len) = if q.len() > limit {
-            ("query", q.len())
-        } else {
-            ("document", p.len())
-        };
-        if len > limit {
-            return Err(ApiError::validation(format!(
-                "{what} {i} is {len} bytes, over the limit of {limit} (--max-document-bytes)"
-            )));
+/// Splits pairs into jobs of at most `max_pairs` pairs and (but for a single longer pair)
+/// `max_tokens` tokens, in order.
+fn split_jobs(
+    encoded: Vec<EncodedPair>,
+    max_pairs: usize,
+    max_tokens: usize,
+) -> Vec<Vec<EncodedPair>> {
+    let mut jobs = Vec::new();
+    let mut job: Vec<EncodedPair> = Vec::new();
+    let mut tokens = 0;
+    for pair in encoded {
+        if !job.is_empty() && (job.len() == max_pairs || tokens + pair.ids.len() > max_tokens) {
+            jobs.push(std::mem::take(&mut job));
+            tokens = 0;
+        }
+        tokens += pair.ids.len();
+        job.push(pair);
+    }
+    if !job.is_empty() {
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// Refuses a request whose document count or text sizes break the limits, before any work.
+fn check_sizes(inputs: &Inputs, max_documents: usize, max_bytes: usize) -> Result<(), ApiError> {
+    let count = inputs.len();
+    if count == 0 {
+        return Err(ApiError::empty("no documents to score"));
+    }
+    if count > max_documents {
+        return Err(ApiError::validation(format!(
+            "{count} documents, over the limit of {max_documents} per request (--max-documents)"
+        )));
+    }
+    let too_big = |what: &str, len: usize| {
+        ApiError::validation(format!(
+            "{what} is {len} bytes, over the limit of {max_bytes} (--max-document-bytes)"
+        ))
+    };
+    match inputs {
+        Inputs::QueryDocuments { query, documents } => {
+            if query.len() > max_bytes {
+                return Err(too_big("the query", query.len()));
+            }
+            if let Some((i, d)) = documents
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.len() > max_bytes)
+            {
+                return Err(too_big(&format!("document {i}"), d.len()));
+            }
+        }
+        Inputs::Pairs(pairs) => {
+            for (i, (q, p)) in pairs.iter().enumerate() {
+                if q.len() > max_bytes {
+                    return Err(too_big(&format!("the query of pair {i}"), q.len()));
+                }
+                if p.len() > max_bytes {
+                    return Err(too_big(&format!("the passage of pair {i}"), p.len()));
+                }
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(tokens: usize) -> EncodedPair {
+        EncodedPair {
+            ids: vec![1; tokens],
+            type_ids: vec![0; tokens],
+        }
+    }
+
+    #[test]
+    fn jobs_are_cut_by_pairs_and_by_tokens_in_order() {
+        let sizes = [3, 3, 3, 10, 1, 1, 1, 1];
+        let pairs = sizes.iter().map(|&n| pair(n)).collect();
+        let jobs: Vec<Vec<usize>> = split_jobs(pairs, 3, 8)
+            .iter()
+            .map(|job| job.iter().map(|p| p.ids.len()).collect())
+            .collect();
+        assert_eq!(
+            jobs,
+            vec![vec![3, 3], vec![3], vec![10], vec![1, 1, 1], vec![1]]
+        );
+    }
+
+    #[test]
+    fn sizes_are_checked_before_work() {
+        let docs = |n: usize, len: usize| Inputs::QueryDocuments {
+            query: "q".into(),
+            documents: vec!["d".repeat(len); n],
+        };
+        assert!(check_sizes(&docs(10, 5), 10, 5).is_ok());
+        assert!(check_sizes(&docs(11, 5), 10, 5).is_err());
+        assert!(check_sizes(&docs(10, 6), 10, 5).is_err());
+        assert!(check_sizes(&docs(0, 1), 10, 5).is_err());
+        let long_query = Inputs::Pairs(vec![("q".repeat(6), "p".into())]);
+        assert!(check_sizes(&long_query, 10, 5).is_err());
+    }
 }

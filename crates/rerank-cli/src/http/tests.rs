@@ -9,7 +9,7 @@ use rerank::{Reranker, ScoreOptions, Truncation};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{app, AppState, ServerConfig};
+use super::{app, check_served_name, sanitize_served_name, AppState, ServerConfig};
 
 const KEY: &str = "test-key";
 
@@ -29,6 +29,9 @@ fn config() -> ServerConfig {
         max_concurrent_requests: 8,
         max_client_batch_size: 2,
         max_document_bytes: 1000,
+        max_documents: 50,
+        max_request_tokens: 4000,
+        body_read_timeout: std::time::Duration::from_secs(5),
         payload_limit: 4000,
         max_batch_tokens: 256,
         max_length: 512,
@@ -504,7 +507,7 @@ async fn operations_endpoints() {
         "/rerank",
         "/v1/rerank",
         "/v2/rerank",
-        "/{served_model_name}/post",
+        "/tiny/post",
         "/health",
     ] {
         assert!(
@@ -512,4 +515,128 @@ async fn operations_endpoints() {
             "{path} missing from openapi"
         );
     }
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_before_any_work() {
+    let r = router(ServerConfig {
+        payload_limit: 2_000_000,
+        max_document_bytes: 200_000,
+        max_request_tokens: 60,
+        ..config()
+    });
+    let refused = |status: StatusCode, kind: &'static str, says: &'static str| {
+        move |(s, v): (StatusCode, Value)| {
+            assert_eq!(s, status, "{v}");
+            assert_eq!(v["error_type"], kind, "{v}");
+            assert!(v["error"].as_str().unwrap().contains(says), "{v}");
+        }
+    };
+    let deep = "[".repeat(9_000);
+    refused(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Validation",
+        "nested deeper",
+    )(post(&r, "/tiny/post", json!({ "text_pairs": deep })).await);
+    let many = vec!["x"; 45_000];
+    refused(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Validation",
+        "45000 documents",
+    )(post(&r, "/rerank", json!({"query": "q", "texts": many})).await);
+    refused(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Validation",
+        "the query is",
+    )(
+        post(
+            &r,
+            "/v1/rerank",
+            json!({"query": "q".repeat(200_001), "documents": ["d"]}),
+        )
+        .await,
+    );
+    let long = "panda ".repeat(40);
+    refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLarge",
+        "--max-request-tokens",
+    )(post(&r, "/rerank", json!({"query": "q", "texts": [long, "b"]})).await);
+    refused(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Validation",
+        "query must not be empty",
+    )(
+        post(
+            &r,
+            "/tiny/post",
+            json!({"text_pairs": [["q", "p"], [" ", "p"]]}),
+        )
+        .await,
+    );
+    refused(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Validation",
+        "query must not be empty",
+    )(post(&r, "/tiny/post", json!({"text_pairs": "[('', 'p')]"})).await);
+}
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_unread() {
+    let r = router(config());
+    let req = Request::post("/rerank")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_LENGTH, "4001")
+        .header(header::EXPECT, "100-continue")
+        .body(Body::empty())
+        .unwrap();
+    let res = r.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let r = router(config());
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let req = Request::post("/rerank")
+            .header(header::AUTHORIZATION, format!("{scheme} {KEY}"))
+            .body(Body::from(
+                json!({"query": "q", "texts": ["a"]}).to_string(),
+            ))
+            .unwrap();
+        assert_eq!(
+            r.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::OK,
+            "{scheme}"
+        );
+    }
+    let req = Request::post("/rerank")
+        .header(header::AUTHORIZATION, format!("Basic {KEY}"))
+        .body(Body::from(
+            json!({"query": "q", "texts": ["a"]}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(
+        r.oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn served_names_that_would_be_route_syntax_are_refused() {
+    for good in [
+        "bge-reranker-base",
+        "BAAI/bge-reranker-v2-m3",
+        "m_1.5+x@y~z",
+    ] {
+        assert!(check_served_name(good).is_ok(), "{good}");
+    }
+    for bad in [
+        ":x", "*rest", "{*x}", "a{b", "{x}", "", "a//b", "/a", "a/", "..", "a/../b", "a b", "é",
+    ] {
+        let err = check_served_name(bad).unwrap_err();
+        assert!(err.starts_with("invalid served model name"), "{bad}: {err}");
+    }
+    assert_eq!(sanitize_served_name("{*x}"), "--x-");
+    assert!(check_served_name(&sanitize_served_name("a{b}/:c d")).is_ok());
 }

@@ -22,6 +22,7 @@ pub struct TeiRerankRequest {
     /// The query.
     pub query: String,
     /// The passages to score against it.
+    #[schema(min_items = 1)]
     pub texts: Vec<String>,
     /// Cut over-long pairs (default true); `false` rejects them with 422.
     #[serde(default)]
@@ -80,6 +81,7 @@ pub struct CohereRerankRequest {
     /// The query.
     pub query: String,
     /// The documents to rank.
+    #[schema(min_items = 1)]
     pub documents: Vec<Document>,
     /// Return only the best N.
     #[serde(default)]
@@ -163,8 +165,20 @@ pub struct CohereRerankResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LegacyRequest {
     /// `[[query, passage], ...]` or `"[['query', 'passage'], ...]"`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = TextPairs)]
     pub text_pairs: serde_json::Value,
+}
+
+/// The two shapes `text_pairs` takes (for the OpenAPI document; parsed from JSON by hand so
+/// that each bad item gets its own message).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub enum TextPairs {
+    /// A JSON array of `[query, passage]` pairs (two strings each).
+    Pairs(Vec<Vec<String>>),
+    /// A string holding a Python-literal list of pairs.
+    Literal(String),
 }
 
 /// The legacy service's response.
@@ -208,4 +222,10 @@ pub struct Info {
     pub max_client_batch_size: usize,
     /// Concurrent requests before 429.
     pub max_concurrent_requests: usize,
+    /// Documents per request.
+    pub max_documents: usize,
+    /// Tokens of one request's pairs.
+    pub max_request_tokens: usize,
+    /// Bytes of one query or document.
+    pub max_document_bytes: usize,
 }
