@@ -2,7 +2,8 @@
 # Server checks with real clients: starts `rerank serve` (tiny fixture model) on a free loopback
 # port, runs the official cohere SDK, LlamaIndex's TEI postprocessor and the seed's requests call
 # against it (scripts/clients/check_clients.py), then the bounded load test
-# (10,000 requests at concurrency 64 by default), and stops the server with SIGTERM.
+# (10,000 requests at concurrency 64 by default), schemathesis against the server's own
+# /openapi.json (no 5xx, responses true to the schema), and stops the server with SIGTERM.
 # Needs `cargo build` (debug) or RERANK_BIN; installs the pinned clients in a throwaway venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ url=$(grep -m1 '^listening on' "$log" | awk '{print $3}')
 common=(--base-url "$url" --rerank-bin "$bin" --model "$model" --served-model-name bge-reranker-base --api-key "$key")
 "$venv/bin/python" scripts/clients/check_clients.py "${common[@]}"
 "$venv/bin/python" scripts/clients/loadtest.py "${common[@]}" --requests "$requests" --concurrency "$concurrency"
+(cd "$venv" && "$venv/bin/schemathesis" run "$url/openapi.json" -H "Authorization: Bearer $key" \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" --seed 1 --workers 1)
 "$venv/bin/python" -c "import sys, requests; sys.exit(requests.get('$url/health', timeout=10).status_code != 200)" &&
   echo "health after load: ok"
 kill -TERM "$pid"

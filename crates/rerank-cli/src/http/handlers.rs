@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::ApiJson;
-use crate::http::pyliteral::{self, PyValue};
+use crate::http::pyliteral;
 use crate::http::service::ScoreRequest;
 use crate::http::types::*;
 use crate::http::{legacy_route, AppState};
@@ -123,7 +123,7 @@ pub async fn legacy(
     ApiJson(req): ApiJson<LegacyRequest>,
 ) -> Result<Json<LegacyResponse>, ApiError> {
     let request_time = now();
-    let pairs = parse_text_pairs(&req.text_pairs)?;
+    let pairs = pyliteral::text_pairs(&req.text_pairs).map_err(ApiError::validation)?;
     if let Some(i) = pairs.iter().position(|(q, _)| q.trim().is_empty()) {
         return Err(ApiError::validation(format!(
             "text_pairs item {i}: the query must not be empty"
@@ -141,47 +141,6 @@ pub async fn legacy(
 
 fn now() -> String {
     chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// `text_pairs` as a JSON array of pairs or a string holding a Python-literal list.
-fn parse_text_pairs(value: &Value) -> Result<Vec<(String, String)>, ApiError> {
-    let bad = |i: usize| {
-        ApiError::validation(format!(
-            "text_pairs item {i} is not a [query, passage] pair of two strings"
-        ))
-    };
-    match value {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item.as_array().map(Vec::as_slice) {
-                Some([Value::String(q), Value::String(p)]) => Ok((q.clone(), p.clone())),
-                _ => Err(bad(i)),
-            })
-            .collect(),
-        Value::String(text) => {
-            let parsed = pyliteral::parse(text).map_err(|e| {
-                ApiError::validation(format!("text_pairs is not a valid list literal: {e}"))
-            })?;
-            let PyValue::List(items) = parsed else {
-                return Err(ApiError::validation("text_pairs must be a list of pairs"));
-            };
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| match item {
-                    PyValue::List(pair) => match <[PyValue; 2]>::try_from(pair) {
-                        Ok([PyValue::Str(q), PyValue::Str(p)]) => Ok((q, p)),
-                        _ => Err(bad(i)),
-                    },
-                    PyValue::Str(_) => Err(bad(i)),
-                })
-                .collect()
-        }
-        _ => Err(ApiError::validation(
-            "text_pairs must be a list of [query, passage] pairs or a string holding one",
-        )),
-    }
 }
 
 /// 200 while the inference worker runs.

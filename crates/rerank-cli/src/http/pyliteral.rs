@@ -8,6 +8,45 @@
 /// Deepest nesting of lists accepted: the outer list and its pairs.
 pub const MAX_DEPTH: usize = 2;
 
+/// The legacy API's `text_pairs`: a JSON array of `[query, passage]` pairs, or a string
+/// holding a Python-literal list of them. The error is a one-line message.
+pub fn text_pairs(value: &serde_json::Value) -> Result<Vec<(String, String)>, String> {
+    use serde_json::Value;
+    let bad =
+        |i: usize| format!("text_pairs item {i} is not a [query, passage] pair of two strings");
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_array().map(Vec::as_slice) {
+                Some([Value::String(q), Value::String(p)]) => Ok((q.clone(), p.clone())),
+                _ => Err(bad(i)),
+            })
+            .collect(),
+        Value::String(text) => {
+            let parsed =
+                parse(text).map_err(|e| format!("text_pairs is not a valid list literal: {e}"))?;
+            let PyValue::List(items) = parsed else {
+                return Err("text_pairs must be a list of pairs".into());
+            };
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    PyValue::List(pair) => match <[PyValue; 2]>::try_from(pair) {
+                        Ok([PyValue::Str(q), PyValue::Str(p)]) => Ok((q, p)),
+                        _ => Err(bad(i)),
+                    },
+                    PyValue::Str(_) => Err(bad(i)),
+                })
+                .collect()
+        }
+        _ => Err(
+            "text_pairs must be a list of [query, passage] pairs or a string holding one".into(),
+        ),
+    }
+}
+
 /// A parsed literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PyValue {

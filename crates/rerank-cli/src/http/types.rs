@@ -19,7 +19,8 @@ pub enum Direction {
 /// TEI `POST /rerank`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TeiRerankRequest {
-    /// The query.
+    /// The query (not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     /// The passages to score against it.
     #[schema(min_items = 1)]
@@ -78,7 +79,8 @@ pub struct CohereRerankRequest {
     /// Model name (echoed back; the server runs one model).
     #[serde(default)]
     pub model: Option<String>,
-    /// The query.
+    /// The query (not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     /// The documents to rank.
     #[schema(min_items = 1)]
