@@ -19,7 +19,10 @@ pub mod weights;
 pub use batch::PackedBatch;
 pub use error::{ModelError, Result};
 pub use layers::Matrix;
-pub use models::{load_cross_encoder, load_text_encoder, CrossEncoder, ModelKind, TextEncoder};
+pub use models::{
+    load_cross_encoder, load_cross_encoder_with, load_text_encoder, model_kind, CrossEncoder,
+    LoadOptions, ModelKind, TextEncoder,
+};
 pub use weights::Weights;
 
 /// Precision of the encoder's linear layers.

@@ -165,7 +165,7 @@ impl Reranker {
 
     /// FLOPs of a full forward pass over one sequence of `tokens` tokens.
     pub fn forward_flops(&self, tokens: usize) -> f64 {
-        rerank_models::models::forward_flops(self.model.encoder_config(), tokens)
+        self.model.forward_flops(tokens)
     }
 
     /// The pair tokenizer.
