@@ -250,6 +250,14 @@ impl Reranker {
         }
     }
 
+    /// Size of the tokenizer's vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        match &self.encoder {
+            InputEncoder::Pair(e) => e.tokenizer().get_vocab_size(true),
+            InputEncoder::Prompt(e) => e.tokenizer().get_vocab_size(true),
+        }
+    }
+
     /// The pair tokenizer of a cross-encoder (`None` for an LLM reranker).
     pub fn pair_encoder(&self) -> Option<&PairEncoder> {
         match &self.encoder {

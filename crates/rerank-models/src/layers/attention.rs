@@ -369,7 +369,7 @@ mod tests {
         let mut out = vec![vec![0.0f32; qw]; n];
         for h in 0..spec.heads {
             let kh = h / group;
-            for i in 0..n {
+            for (i, out_row) in out.iter_mut().enumerate() {
                 let q = &qkv.row(start + i)[h * d..(h + 1) * d];
                 let seen: Vec<usize> = (0..n)
                     .filter(|&j| {
@@ -393,8 +393,8 @@ mod tests {
                 let sum: f64 = w.iter().sum();
                 for (wj, &j) in w.iter().zip(&seen) {
                     let v = &qkv.row(start + j)[qw + kw + kh * d..qw + kw + (kh + 1) * d];
-                    for c in 0..d {
-                        out[i][h * d + c] += (wj / sum * f64::from(v[c])) as f32;
+                    for (o, x) in out_row[h * d..(h + 1) * d].iter_mut().zip(v) {
+                        *o += (wj / sum * f64::from(*x)) as f32;
                     }
                 }
             }
