@@ -233,3 +233,153 @@ impl Decoder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::attention::AttentionSpec;
+    use crate::weights::Weights;
+    use safetensors::tensor::TensorView;
+
+    /// Deterministic small values.
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7 + seed * 13) % 23) as f32 - 11.0) / 40.0)
+            .collect()
+    }
+
+    /// A Gemma-2-like layer (sandwich norms, window, soft-cap, residual scale, `w` norms)
+    /// written to a safetensors file and loaded back.
+    fn layer(dir: &std::path::Path) -> (Weights, DecoderSpec, Vec<(String, Vec<f32>)>) {
+        let spec = DecoderSpec {
+            hidden: 12,
+            intermediate: 10,
+            attention: AttentionSpec {
+                scale: 0.4,
+                sliding_window: Some(3),
+                softcap: Some(5.0),
+                ..AttentionSpec::causal(4, 2, 4)
+            },
+            rope_theta: 10_000.0,
+            rms_eps: 1e-6,
+            rms_scale: RmsScale::Weight,
+            activation: Activation::Silu,
+            residual_scale: 0.5,
+            sandwich_norms: true,
+        };
+        let shapes: [(&str, [usize; 2]); 7] = [
+            ("self_attn.q_proj", [16, 12]),
+            ("self_attn.k_proj", [8, 12]),
+            ("self_attn.v_proj", [8, 12]),
+            ("self_attn.o_proj", [12, 16]),
+            ("mlp.gate_proj", [10, 12]),
+            ("mlp.up_proj", [10, 12]),
+            ("mlp.down_proj", [12, 10]),
+        ];
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, s))| (format!("{name}.weight"), s.to_vec(), values(s[0] * s[1], i)))
+            .collect();
+        for (i, name) in [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let w = values(12, 20 + i).iter().map(|v| v + 1.0).collect();
+            tensors.push((format!("{name}.weight"), vec![12], w));
+        }
+        let bytes: Vec<Vec<u8>> = tensors
+            .iter()
+            .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape, _), b)| {
+                let view = TensorView::new(safetensors::Dtype::F32, shape.clone(), b).unwrap();
+                (name.clone(), view)
+            })
+            .collect();
+        let path = dir.join("layer.safetensors");
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        let named = tensors.into_iter().map(|(n, _, v)| (n, v)).collect();
+        (Weights::open(&[path]).unwrap(), spec, named)
+    }
+
+    #[test]
+    fn layer_wires_norms_residual_scale_and_last_token_rows() {
+        let dir = std::env::temp_dir().join(format!("rerank-decoder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (weights, spec, tensors) = layer(&dir);
+        let get = |name: &str| {
+            tensors
+                .iter()
+                .find(|(n, _)| n == &format!("{name}.weight"))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let decoder = DecoderLayer::load(&weights.pp(""), &spec).unwrap();
+        let rope = Rope::new(4, 10_000.0);
+        let cu = [0, 5, 6, 13];
+        let x = Matrix::from_vec(values(13 * 12, 99), 13, 12);
+        let all = decoder.forward(&x, &cu, &rope, QueryRows::All);
+        let last = decoder.forward(&x, &cu, &rope, QueryRows::LastOnly);
+
+        // The same block composed by hand from the (separately tested) parts.
+        let norm =
+            |name: &str, m: &Matrix| RmsNorm::new(get(name), 1e-6, RmsScale::Weight).forward(m);
+        let linear = |names: &[&str], m: &Matrix| {
+            let w: Vec<f32> = names.iter().flat_map(|n| get(n)).collect();
+            let out = w.len() / m.cols;
+            Linear::from_parts(&w, None, m.cols, out).forward(m)
+        };
+        let mut qkv = linear(
+            &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            &norm("input_layernorm", &x),
+        );
+        rope.apply(&mut qkv, &cu, 6);
+        let attn = attention(&qkv, &cu, &spec.attention, QueryRows::All);
+        let a = norm(
+            "post_attention_layernorm",
+            &linear(&["self_attn.o_proj"], &attn),
+        );
+        let mut h = x.clone();
+        h.data
+            .iter_mut()
+            .zip(&a.data)
+            .for_each(|(h, a)| *h += 0.5 * a);
+        let m_in = norm("pre_feedforward_layernorm", &h);
+        let gu = linear(&["mlp.gate_proj", "mlp.up_proj"], &m_in);
+        let mut inner = Matrix::zeros(13, 10);
+        for r in 0..13 {
+            for c in 0..10 {
+                let g = gu.row(r)[c];
+                inner.row_mut(r)[c] = g / (1.0 + (-g).exp()) * gu.row(r)[10 + c];
+            }
+        }
+        let m = norm(
+            "post_feedforward_layernorm",
+            &linear(&["mlp.down_proj"], &inner),
+        );
+        h.data
+            .iter_mut()
+            .zip(&m.data)
+            .for_each(|(h, m)| *h += 0.5 * m);
+
+        for (a, b) in all.data.iter().zip(&h.data) {
+            assert!((a - b).abs() < 1e-5, "all rows: {a} vs {b}");
+        }
+        assert_eq!((last.rows, last.cols), (3, 12));
+        for (s, &end) in cu[1..].iter().enumerate() {
+            for (a, b) in last.row(s).iter().zip(h.row(end - 1)) {
+                assert!((a - b).abs() < 1e-5, "last row of {s}: {a} vs {b}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
