@@ -160,3 +160,28 @@ fn reduced_precisions_run() {
         assert!(scores.iter().all(|s| s.is_finite()));
     }
 }
+
+/// The engine needs the score token's id, checks it and the input ids against the vocabulary.
+#[test]
+fn engine_checks_score_token_and_ids() {
+    use rerank_models::{load_cross_encoder, load_cross_encoder_with, LoadOptions, PackedBatch};
+    let dir = model_dir(MODEL);
+    let err = load_cross_encoder(&dir, Dtype::F32)
+        .err()
+        .expect("no score token");
+    assert!(err.to_string().contains("score_token"), "{err}");
+    let opts = |score_token| LoadOptions {
+        dtype: Dtype::F32,
+        score_token: Some(score_token),
+    };
+    let err = load_cross_encoder_with(&dir, &opts(1536))
+        .err()
+        .expect("out of range");
+    assert!(err.to_string().contains("1536"), "{err}");
+    let model = load_cross_encoder_with(&dir, &opts(788)).expect("load");
+    assert!(model.forward_flops(100) > 0.0);
+    let mut batch = PackedBatch::new();
+    batch.push(&[2, 5, 1536], &[0; 3]).unwrap();
+    let err = model.score(&batch).unwrap_err().to_string();
+    assert!(err.contains("token id 1536 is out of range"), "{err}");
+}

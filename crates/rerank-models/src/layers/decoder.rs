@@ -17,7 +17,7 @@ use crate::layers::attention::{attention, AttentionSpec, QueryRows};
 use crate::layers::encoder::{blockwise, query_rows};
 use crate::layers::mlp::GatedMlp;
 use crate::layers::norm::{RmsNorm, RmsScale};
-use crate::layers::rope::Rope;
+use crate::layers::rope::{Rope, RopeTables};
 use crate::layers::{Activation, Linear, Matrix};
 use crate::weights::Vb;
 
@@ -116,12 +116,12 @@ impl DecoderLayer {
     /// Runs the layer on packed hidden states `[tokens, hidden]`; with
     /// [`QueryRows::LastOnly`] only the last token of each sequence goes past the keys and
     /// values (its attention row, output projection and MLP), and the output has one row per
-    /// sequence.
+    /// sequence. `rope` must cover the longest sequence ([`Rope::tables`]).
     pub fn forward(
         &self,
         x: &Matrix,
         cu_seqlens: &[usize],
-        rope: &Rope,
+        rope: &RopeTables,
         rows: QueryRows,
     ) -> Matrix {
         blockwise(x, cu_seqlens, rows, |block, cu| {
@@ -133,7 +133,7 @@ impl DecoderLayer {
         &self,
         x: &Matrix,
         cu_seqlens: &[usize],
-        rope: &Rope,
+        rope: &RopeTables,
         rows: QueryRows,
     ) -> Matrix {
         let a = &self.spec.attention;
@@ -213,6 +213,8 @@ impl Decoder {
     /// only those rows.
     pub fn forward_last_tokens(&self, x: Matrix, cu_seqlens: &[usize]) -> Matrix {
         crate::runtime::on_pool(|| {
+            let longest = cu_seqlens.windows(2).map(|w| w[1] - w[0]).max();
+            let rope = self.rope.tables(longest.unwrap_or(0));
             let mut x = x;
             let last = self.layers.len().saturating_sub(1);
             for (i, layer) in self.layers.iter().enumerate() {
@@ -221,7 +223,7 @@ impl Decoder {
                 } else {
                     QueryRows::All
                 };
-                x = layer.forward(&x, cu_seqlens, &self.rope, rows);
+                x = layer.forward(&x, cu_seqlens, &rope, rows);
             }
             match (
                 self.layers.is_empty(),
@@ -326,9 +328,10 @@ mod tests {
         let decoder = DecoderLayer::load(&weights.pp(""), &spec).unwrap();
         let rope = Rope::new(4, 10_000.0);
         let cu = [0, 5, 6, 13];
+        let tables = rope.tables(7);
         let x = Matrix::from_vec(values(13 * 12, 99), 13, 12);
-        let all = decoder.forward(&x, &cu, &rope, QueryRows::All);
-        let last = decoder.forward(&x, &cu, &rope, QueryRows::LastOnly);
+        let all = decoder.forward(&x, &cu, &tables, QueryRows::All);
+        let last = decoder.forward(&x, &cu, &tables, QueryRows::LastOnly);
 
         // The same block composed by hand from the (separately tested) parts.
         let norm =

@@ -21,4 +21,4 @@ pub use linear::Linear;
 pub use matrix::Matrix;
 pub use mlp::GatedMlp;
 pub use norm::{LayerNorm, RmsNorm, RmsScale};
-pub use rope::Rope;
+pub use rope::{Rope, RopeTables};

@@ -28,9 +28,9 @@ impl Rope {
         self.head_dim
     }
 
-    /// `(cos, sin)` tables of `positions` rows of `head_dim / 2` values: the angle
-    /// `position · inv_freq` is rounded to f32 before its cosine and sine, as in the reference.
-    fn tables(&self, positions: usize) -> (Vec<f32>, Vec<f32>) {
+    /// The cosines and sines of positions `0..positions`: the angle `position · inv_freq` is
+    /// rounded to f32 before its cosine and sine, as in the reference.
+    pub fn tables(&self, positions: usize) -> RopeTables {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
@@ -41,24 +41,49 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        (cos, sin)
+        RopeTables {
+            cos,
+            sin,
+            head_dim: self.head_dim,
+        }
     }
 
+    /// Rotates the first `heads` heads of every row of `x` (see [`RopeTables::apply`]).
+    pub fn apply(&self, x: &mut Matrix, cu_seqlens: &[usize], heads: usize) {
+        let longest = cu_seqlens.windows(2).map(|w| w[1] - w[0]).max();
+        self.tables(longest.unwrap_or(0))
+            .apply(x, cu_seqlens, heads);
+    }
+}
+
+/// Cosines and sines of the positions of one batch, computed once for all its layers.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    head_dim: usize,
+}
+
+impl RopeTables {
     /// Rotates the first `heads` heads of every row of `x` (for a fused QKV matrix: the query
     /// heads and then the key heads, which lie side by side), the row's position being its
-    /// index within its sequence of `cu_seqlens` (0, 1, …).
+    /// index within its sequence of `cu_seqlens` (0, 1, …). The tables must cover the longest
+    /// sequence.
     pub fn apply(&self, x: &mut Matrix, cu_seqlens: &[usize], heads: usize) {
         let d = self.head_dim;
+        let half = d / 2;
         assert!(
             heads * d <= x.cols,
             "rope: {heads} heads of {d} exceed {}",
             x.cols
         );
-        let longest = cu_seqlens.windows(2).map(|w| w[1] - w[0]).max();
-        let (cos, sin) = self.tables(longest.unwrap_or(0));
         let positions: Vec<usize> = cu_seqlens.windows(2).flat_map(|w| 0..w[1] - w[0]).collect();
-        let half = d / 2;
-        let cols = x.cols;
+        let covered = self.cos.len() / half.max(1);
+        assert!(
+            positions.iter().all(|&p| p < covered),
+            "rope tables cover {covered} positions"
+        );
+        let (cos, sin) = (&self.cos, &self.sin);
         let rotate = |(row, &p): (&mut [f32], &usize)| {
             let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
             for head in row[..heads * d].chunks_exact_mut(d) {
@@ -71,7 +96,7 @@ impl Rope {
             }
         };
         x.data
-            .par_chunks_mut(cols)
+            .par_chunks_mut(x.cols)
             .zip(positions.par_iter())
             .with_min_len(16)
             .for_each(rotate);

@@ -178,20 +178,26 @@ impl GemmaForCausalLM {
         &self.cfg
     }
 
-    /// `E[id] · √hidden` for every token.
+    /// `E[id] · √hidden` for every token, rows decoded in parallel.
     fn embed(&self, batch: &PackedBatch) -> Result<Matrix> {
+        use rayon::prelude::*;
+        let rows = self.embed.rows();
+        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(ModelError::Input(format!(
+                "token id {id} is out of range for a table of {rows} rows"
+            )));
+        }
         let h = self.cfg.hidden_size;
         let mut x = Matrix::zeros(batch.total_tokens(), h);
-        for (row, &id) in batch.input_ids.iter().enumerate() {
-            let out = x.row_mut(row);
-            self.embed.add_row_to(id as usize, out).ok_or_else(|| {
-                ModelError::Input(format!(
-                    "token id {id} is out of range for a table of {} rows",
-                    self.embed.rows()
-                ))
-            })?;
-            out.iter_mut().for_each(|v| *v *= self.embed_scale);
-        }
+        x.data
+            .par_chunks_mut(h)
+            .zip(batch.input_ids.par_iter())
+            .with_min_len(32)
+            .for_each(|(out, &id)| {
+                // In range (checked above), so the row is always added.
+                let _ = self.embed.add_row_to(id as usize, out);
+                out.iter_mut().for_each(|v| *v *= self.embed_scale);
+            });
         Ok(x)
     }
 }
