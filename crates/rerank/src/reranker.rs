@@ -223,20 +223,26 @@ impl Reranker {
     pub fn check_options(&self, opts: &ScoreOptions) -> Result<PairLimits> {
         let limits = opts.limits()?;
         self.check_prompt(&opts.prompt_options())?;
-        if self.kind().is_llm() {
-            if limits.truncation != Truncation::Flag {
-                return Err(Error::Input(format!(
-                    "{} takes only flag truncation (FlagLLMReranker's only_second)",
-                    self.kind().architecture()
-                )));
-            }
-        } else if limits.query_max_length > limits.max_length {
+        self.check_truncation(limits.truncation)?;
+        if !self.kind().is_llm() && limits.query_max_length > limits.max_length {
             return Err(Error::Input(format!(
                 "query_max_length {} must be between 1 and max_length {}",
                 limits.query_max_length, limits.max_length
             )));
         }
         Ok(limits)
+    }
+
+    /// An error when the model cannot cut pairs that way (the LLM rerankers take only
+    /// [`Truncation::Flag`], FlagLLMReranker's `only_second`).
+    pub fn check_truncation(&self, truncation: Truncation) -> Result<()> {
+        if self.kind().is_llm() && truncation != Truncation::Flag {
+            return Err(Error::Input(format!(
+                "{} takes only flag truncation (FlagLLMReranker's only_second)",
+                self.kind().architecture()
+            )));
+        }
+        Ok(())
     }
 
     /// An error naming the first prompt option set when the model takes none.
@@ -289,7 +295,8 @@ impl Reranker {
     }
 
     /// [`Reranker::encode_pairs`] with this call's prompt options (an error for a
-    /// cross-encoder when any is set).
+    /// cross-encoder when any is set, and for an LLM reranker asked for longest-first
+    /// truncation).
     pub fn encode_pairs_with<Q, P>(
         &self,
         pairs: &[(Q, P)],
@@ -301,6 +308,7 @@ impl Reranker {
         P: AsRef<str> + Sync,
     {
         self.check_prompt(prompt)?;
+        self.check_truncation(limits.truncation)?;
         match &self.encoder {
             InputEncoder::Pair(e) => pairs
                 .par_iter()
