@@ -1,6 +1,7 @@
 //! The rerank inference engine.
 //!
-//! Transformer encoders (BERT, XLM-RoBERTa) that run on *packed* batches: all tokens of all
+//! Transformer encoders (BERT, XLM-RoBERTa) and decoder rerankers (Gemma) that run on *packed*
+//! batches: all tokens of all
 //! sequences live in one `[total_tokens, hidden]` matrix with per-sequence offsets, so the linear
 //! layers never see padding. Weights are read from safetensors (f32, f16 or bf16) and converted
 //! once, at load, to the layout the kernels want.
