@@ -1,9 +1,8 @@
 //! The rerank inference engine.
 //!
 //! Transformer encoders (BERT, XLM-RoBERTa) and decoder rerankers (Gemma) that run on *packed*
-//! batches: all tokens of all
-//! sequences live in one `[total_tokens, hidden]` matrix with per-sequence offsets, so the linear
-//! layers never see padding. Weights are read from safetensors (f32, f16 or bf16) and converted
+//! batches: all tokens of all sequences live in one `[total_tokens, hidden]` matrix with
+//! per-sequence offsets, so the linear layers never see padding. Weights are read from safetensors (f32, f16 or bf16) and converted
 //! once, at load, to the layout the kernels want.
 //!
 //! The crate knows nothing of tokenizers or text: it takes token ids and returns logits or hidden
