@@ -79,7 +79,8 @@ pub struct ScoringArgs {
     /// Apply a sigmoid: scores in (0, 1) instead of raw logits.
     #[arg(long)]
     pub normalize: bool,
-    /// Maximum tokens of a pair, special tokens included.
+    /// Maximum tokens of a pair, special tokens included. LLM rerankers: the limit before the
+    /// separator and prompt are added (FlagLLMReranker's max_length).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
     pub max_length: u64,
     /// Maximum tokens of the query [default: 3/4 of --max-length].
@@ -92,6 +93,18 @@ pub struct ScoringArgs {
     /// the passage's tail); `longest-first` = TEI / sentence-transformers.
     #[arg(long, value_enum, default_value_t = TruncationArg::Flag)]
     pub truncation: TruncationArg,
+    /// LLM rerankers (bge-reranker-v2-gemma) only: the instruction after each pair [default:
+    /// FlagLLMReranker's "Given a query A and a passage B, determine whether the passage
+    /// contains an answer to the query by providing a prediction of either 'Yes' or 'No'."].
+    /// An error for cross-encoders.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// LLM rerankers only: the text put before each query [default: "A: "].
+    #[arg(long, value_name = "TEXT")]
+    pub query_instruction: Option<String>,
+    /// LLM rerankers only: the text put before each passage [default: "B: "].
+    #[arg(long, value_name = "TEXT")]
+    pub passage_instruction: Option<String>,
 }
 
 /// Pair length limits shared by the server's APIs.
@@ -227,6 +240,9 @@ impl ScoringArgs {
             query_max_length: self.query_max_length.map(|q| q as usize),
             batch_size: self.batch_size as usize,
             truncation: self.truncation.truncation(),
+            prompt: self.prompt.clone(),
+            query_instruction: self.query_instruction.clone(),
+            passage_instruction: self.passage_instruction.clone(),
         }
     }
 }

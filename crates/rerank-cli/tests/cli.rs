@@ -262,3 +262,92 @@ fn help_explains_the_commands() {
         assert!(help.contains(flag), "{flag} missing from score --help");
     }
 }
+
+#[test]
+fn gemma_scores_with_a_prompt_and_encoders_refuse_one() {
+    let reference = reference("gemma-tiny");
+    let case = reference
+        .cases
+        .iter()
+        .find(|c| c.prompt.is_some())
+        .expect("a case with a prompt");
+    let gemma = model_dir("gemma-tiny").to_str().unwrap().to_string();
+    let pairs = serde_json::to_string(&case.pairs).unwrap();
+    let max_length = case.max_length.to_string();
+    let query_max_length = case.query_max_length.expect("query_max_length").to_string();
+    let prompt = case.prompt.clone().unwrap();
+    let out = rerank(
+        &[
+            "score",
+            "--model",
+            &gemma,
+            "--max-length",
+            &max_length,
+            "--query-max-length",
+            &query_max_length,
+            "--prompt",
+            &prompt,
+        ],
+        &pairs,
+        &[],
+    );
+    let diff = max_abs_diff(&floats(&stdout_json(&out)), &case.scores);
+    assert!(diff <= 1e-4, "{}: {diff}", case.name);
+
+    let ranked = stdout_json(&rerank(
+        &[
+            "rank",
+            "-m",
+            &gemma,
+            "-q",
+            "what is panda?",
+            "--prompt",
+            "Relevant?",
+        ],
+        "[\"hi\", \"The giant panda is a bear.\"]",
+        &[],
+    ));
+    assert_eq!(ranked.as_array().unwrap().len(), 2);
+
+    assert_clean_failure(
+        &rerank(
+            &["score", "-m", &model(), "--prompt", "Relevant?"],
+            "[[\"q\",\"p\"]]",
+            &[],
+        ),
+        "prompt",
+    );
+}
+
+#[test]
+fn help_documents_the_prompt() {
+    let out = rerank(&["score", "--help"], "", &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--prompt <TEXT>"), "{help}");
+    assert!(help.contains("LLM rerankers"), "{help}");
+}
+
+#[test]
+fn bench_runs_a_gemma_folder() {
+    let gemma = model_dir("gemma-tiny").to_str().unwrap().to_string();
+    let report = stdout_json(&rerank(
+        &[
+            "bench",
+            "-m",
+            &gemma,
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+        "",
+        &[],
+    ));
+    assert_eq!(report["pairs"], 2);
+    assert!(report["gflops"].as_f64().unwrap() > 0.0);
+}

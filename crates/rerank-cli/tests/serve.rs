@@ -106,3 +106,81 @@ fn bad_flags_fail_before_listening() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_llm_reranker_takes_a_prompt_on_every_api() {
+    let server = Server::start_model("gemma-tiny", &[]);
+    let reference = rerank_fixtures::reference("gemma-tiny");
+    let case = reference
+        .cases
+        .iter()
+        .find(|c| c.name == "prompt-custom")
+        .expect("prompt-custom case");
+    let prompt = "Is passage B relevant to query A? Answer Yes or No.";
+    let query = &case.pairs[0].0;
+    let docs = [&case.pairs[0].1, &case.pairs[1].1];
+    assert_eq!(query, &case.pairs[1].0);
+    let want = [case.scores[0] as f64, case.scores[1] as f64];
+    let close = |got: f64, want: f64| assert!((got - want).abs() <= 1e-4, "{got} vs {want}");
+
+    let (s, v) = server.request(
+        "POST",
+        "/gemma-tiny/post",
+        Some(&json!({"text_pairs": [[query, docs[0]], [query, docs[1]]], "prompt": prompt})),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    for (got, want) in v["rerank_scores"].as_array().unwrap().iter().zip(want) {
+        close(got.as_f64().unwrap(), want);
+    }
+    let (s, v) = server.request(
+        "POST",
+        "/rerank",
+        Some(&json!({"query": query, "texts": docs, "raw_scores": true, "prompt": prompt})),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    for item in v.as_array().unwrap() {
+        close(
+            item["score"].as_f64().unwrap(),
+            want[item["index"].as_u64().unwrap() as usize],
+        );
+    }
+    for path in ["/v1/rerank", "/v2/rerank"] {
+        let body = json!({"query": query, "documents": docs, "prompt": prompt});
+        let (s, v) = server.request("POST", path, Some(&body), None);
+        assert_eq!(s, 200, "{v}");
+        for item in v["results"].as_array().unwrap() {
+            let raw = want[item["index"].as_u64().unwrap() as usize];
+            close(
+                item["relevance_score"].as_f64().unwrap(),
+                1.0 / (1.0 + (-raw).exp()),
+            );
+        }
+    }
+    let (s, v) = server.request("GET", "/info", None, None);
+    assert_eq!(
+        (s, v["architecture"].as_str()),
+        (200, Some("GemmaForCausalLM"))
+    );
+    assert!(
+        v["options"].as_array().unwrap().contains(&json!("prompt")),
+        "{v}"
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn an_encoder_refuses_a_prompt_with_422_naming_it() {
+    let server = Server::start(&[]);
+    let (s, v) = server.request(
+        "POST",
+        "/rerank",
+        Some(&json!({"query": "q", "texts": ["a"], "prompt": "Yes?"})),
+        None,
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("prompt"), "{v}");
+    let (_, v) = server.request("GET", "/info", None, None);
+    assert_eq!(v["options"], json!([]));
+}

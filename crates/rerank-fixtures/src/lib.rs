@@ -84,12 +84,16 @@ pub fn minilm_dir() -> Option<PathBuf> {
 pub struct Case {
     /// e.g. `flag-512`.
     pub name: String,
-    /// `flag` or `longest_first`.
+    /// `flag` or `longest_first` (absent in the LLM fixtures: `flag`).
+    #[serde(default = "flag")]
     pub truncation: String,
     /// Pair length limit.
     pub max_length: usize,
     /// Query length limit (flag cases).
     pub query_max_length: Option<usize>,
+    /// The LLM reranker's prompt (`None`: its default).
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// The `[query, passage]` pairs.
     pub pairs: Vec<(String, String)>,
     /// The exact ids the reference model received.
@@ -100,6 +104,10 @@ pub struct Case {
     pub scores: Vec<f32>,
     /// Sigmoid of the logits.
     pub normalized: Vec<f32>,
+}
+
+fn flag() -> String {
+    "flag".into()
 }
 
 /// A `<model>.reference.json` file.

@@ -1,4 +1,5 @@
-//! Run BAAI BGE rerankers (cross-encoders) in Rust with the scores FlagEmbedding gives.
+//! Run BAAI BGE rerankers (cross-encoders and the LLM reranker bge-reranker-v2-gemma) in Rust
+//! with the scores FlagEmbedding gives.
 //!
 //! ```no_run
 //! use rerank::{Reranker, ScoreOptions};
@@ -10,18 +11,21 @@
 //! # Ok::<(), rerank::Error>(())
 //! ```
 //!
-//! Scores are FlagEmbedding's `FlagReranker.compute_score`: raw logits, or their sigmoid with
-//! [`ScoreOptions::normalize`]. Pairs are tokenized exactly as FlagReranker does (see
-//! [`Truncation`]).
+//! Scores are FlagEmbedding's `FlagReranker.compute_score` (`FlagLLMReranker` for
+//! `GemmaForCausalLM` folders): raw logits, or their sigmoid with [`ScoreOptions::normalize`].
+//! Pairs are tokenized exactly as FlagEmbedding does (see [`Truncation`] and [`prompt`]); an LLM
+//! reranker takes a per-call [`ScoreOptions::prompt`].
 
 pub mod error;
 pub mod hub;
+pub mod prompt;
 pub mod reranker;
 pub mod scores;
 pub mod tokenize;
 
 pub use error::{Error, Result};
+pub use prompt::{PromptEncoder, PromptOptions};
 pub use rerank_models::{runtime, Dtype, ModelError, ModelKind};
-pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions};
+pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions, LLM_OPTIONS};
 pub use tokenize::{EncodedPair, EncodedQuery, PairEncoder, PairLimits, Truncation};
 pub use tokenizers::TruncationDirection;

@@ -1,16 +1,22 @@
-//! The `Reranker`: a cross-encoder and its tokenizer, scoring query–passage pairs.
+//! The `Reranker`: a cross-encoder or LLM reranker and its tokenizer, scoring query–passage
+//! pairs.
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rerank_models::{CrossEncoder, Dtype, ModelKind, PackedBatch};
+use rerank_models::{CrossEncoder, Dtype, LoadOptions, ModelKind, PackedBatch};
 
 use crate::error::{Error, Result};
 use crate::hub;
+use crate::prompt::{PromptEncoder, PromptOptions};
 use crate::scores::{ranking, sigmoid};
 use crate::tokenize::{EncodedPair, PairEncoder, PairLimits, Truncation};
 
-/// Options of one scoring call; the defaults are FlagReranker's.
+/// The options of [`ScoreOptions`] that only the LLM rerankers take.
+pub const LLM_OPTIONS: [&str; 3] = ["prompt", "query_instruction", "passage_instruction"];
+
+/// Options of one scoring call; the defaults are FlagReranker's (FlagLLMReranker's for the LLM
+/// rerankers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreOptions {
     /// Apply a sigmoid to the logits (FlagReranker's `normalize=True`).
@@ -21,8 +27,15 @@ pub struct ScoreOptions {
     pub query_max_length: Option<usize>,
     /// Pairs per forward pass.
     pub batch_size: usize,
-    /// How long pairs are cut.
+    /// How long pairs are cut (the LLM rerankers take only [`Truncation::Flag`]).
     pub truncation: Truncation,
+    /// LLM rerankers: the question after the pair (`None` = FlagLLMReranker's default,
+    /// [`crate::prompt::DEFAULT_PROMPT`]). An error for the encoders.
+    pub prompt: Option<String>,
+    /// LLM rerankers: the text before each query (`None` = `"A: "`).
+    pub query_instruction: Option<String>,
+    /// LLM rerankers: the text before each passage (`None` = `"B: "`).
+    pub passage_instruction: Option<String>,
 }
 
 impl Default for ScoreOptions {
@@ -33,12 +46,16 @@ impl Default for ScoreOptions {
             query_max_length: None,
             batch_size: 128,
             truncation: Truncation::Flag,
+            prompt: None,
+            query_instruction: None,
+            passage_instruction: None,
         }
     }
 }
 
 impl ScoreOptions {
-    /// Checks the options and returns the tokenizer limits they imply.
+    /// Checks the options that hold for every model and returns the tokenizer limits they
+    /// imply ([`Reranker::check_options`] adds the model's own checks).
     pub fn limits(&self) -> Result<PairLimits> {
         if self.batch_size == 0 {
             return Err(Error::Input("batch_size must be at least 1".into()));
@@ -50,13 +67,19 @@ impl ScoreOptions {
                 self.max_length
             )));
         }
-        if limits.query_max_length == 0 || limits.query_max_length > limits.max_length {
-            return Err(Error::Input(format!(
-                "query_max_length {} must be between 1 and max_length {}",
-                limits.query_max_length, limits.max_length
-            )));
+        if limits.query_max_length == 0 {
+            return Err(Error::Input("query_max_length must be at least 1".into()));
         }
         Ok(limits)
+    }
+
+    /// The LLM prompt options of this call.
+    pub fn prompt_options(&self) -> PromptOptions {
+        PromptOptions {
+            prompt: self.prompt.clone(),
+            query_instruction: self.query_instruction.clone(),
+            passage_instruction: self.passage_instruction.clone(),
+        }
     }
 }
 
@@ -100,11 +123,19 @@ impl RerankerBuilder {
     }
 }
 
-/// A cross-encoder reranker.
+/// How a model's input is built.
+enum InputEncoder {
+    /// `[CLS] query [SEP] passage [SEP]` (the cross-encoders).
+    Pair(PairEncoder),
+    /// Instruction-prefixed query and passage, separator and prompt (the LLM rerankers).
+    Prompt(PromptEncoder),
+}
+
+/// A reranker: a cross-encoder (BERT, XLM-RoBERTa) or an LLM reranker (Gemma), one API for both.
 pub struct Reranker {
     model_id: String,
     dir: PathBuf,
-    encoder: PairEncoder,
+    encoder: InputEncoder,
     model: Box<dyn CrossEncoder>,
     dtype: Dtype,
 }
@@ -126,9 +157,18 @@ impl Reranker {
 
     /// Loads a reranker from a resolved model folder in the given precision.
     pub fn load_dir_as(model_id: &str, dir: &Path, dtype: Dtype) -> Result<Self> {
-        let model = rerank_models::load_cross_encoder(dir, dtype)?;
-        let use_type_ids = model.kind() == ModelKind::Bert;
-        let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), use_type_ids)?;
+        let kind = rerank_models::model_kind(dir)?;
+        let (encoder, score_token) = if kind.is_llm() {
+            let prompt = PromptEncoder::from_dir(dir)?;
+            let token = prompt.score_token();
+            (InputEncoder::Prompt(prompt), Some(token))
+        } else {
+            let tokenizer = dir.join("tokenizer.json");
+            let pairs = PairEncoder::from_file(&tokenizer, kind == ModelKind::Bert)?;
+            (InputEncoder::Pair(pairs), None)
+        };
+        let model =
+            rerank_models::load_cross_encoder_with(dir, &LoadOptions { dtype, score_token })?;
         Ok(Self {
             model_id: model_id.to_string(),
             dir: dir.to_path_buf(),
@@ -165,15 +205,83 @@ impl Reranker {
 
     /// FLOPs of a full forward pass over one sequence of `tokens` tokens.
     pub fn forward_flops(&self, tokens: usize) -> f64 {
-        rerank_models::models::forward_flops(self.model.encoder_config(), tokens)
+        self.model.forward_flops(tokens)
     }
 
-    /// The pair tokenizer.
-    pub fn pair_encoder(&self) -> &PairEncoder {
-        &self.encoder
+    /// The names of the [`ScoreOptions`] fields only some models take that this one accepts:
+    /// [`LLM_OPTIONS`] for the LLM rerankers, none for the cross-encoders.
+    pub fn model_options(&self) -> &'static [&'static str] {
+        if self.kind().is_llm() {
+            &LLM_OPTIONS
+        } else {
+            &[]
+        }
     }
 
-    /// Tokenizes pairs (in parallel) as the reference does.
+    /// Checks `opts` for this model: [`ScoreOptions::limits`], then the options the model does
+    /// not take (an error naming the first), and its own length rules. Returns the limits.
+    pub fn check_options(&self, opts: &ScoreOptions) -> Result<PairLimits> {
+        let limits = opts.limits()?;
+        self.check_prompt(&opts.prompt_options())?;
+        self.check_truncation(limits.truncation)?;
+        if !self.kind().is_llm() && limits.query_max_length > limits.max_length {
+            return Err(Error::Input(format!(
+                "query_max_length {} must be between 1 and max_length {}",
+                limits.query_max_length, limits.max_length
+            )));
+        }
+        Ok(limits)
+    }
+
+    /// An error when the model cannot cut pairs that way (the LLM rerankers take only
+    /// [`Truncation::Flag`], FlagLLMReranker's `only_second`).
+    pub fn check_truncation(&self, truncation: Truncation) -> Result<()> {
+        if self.kind().is_llm() && truncation != Truncation::Flag {
+            return Err(Error::Input(format!(
+                "{} takes only flag truncation (FlagLLMReranker's only_second)",
+                self.kind().architecture()
+            )));
+        }
+        Ok(())
+    }
+
+    /// An error naming the first prompt option set when the model takes none.
+    pub fn check_prompt(&self, prompt: &PromptOptions) -> Result<()> {
+        match prompt.set_names().first() {
+            Some(name) if !self.kind().is_llm() => Err(Error::Input(format!(
+                "option `{name}` is only for LLM rerankers; {} takes none",
+                self.kind().architecture()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Size of the tokenizer's vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        match &self.encoder {
+            InputEncoder::Pair(e) => e.tokenizer().get_vocab_size(true),
+            InputEncoder::Prompt(e) => e.tokenizer().get_vocab_size(true),
+        }
+    }
+
+    /// The pair tokenizer of a cross-encoder (`None` for an LLM reranker).
+    pub fn pair_encoder(&self) -> Option<&PairEncoder> {
+        match &self.encoder {
+            InputEncoder::Pair(e) => Some(e),
+            InputEncoder::Prompt(_) => None,
+        }
+    }
+
+    /// The prompt tokenizer of an LLM reranker (`None` for a cross-encoder).
+    pub fn prompt_encoder(&self) -> Option<&PromptEncoder> {
+        match &self.encoder {
+            InputEncoder::Pair(_) => None,
+            InputEncoder::Prompt(e) => Some(e),
+        }
+    }
+
+    /// Tokenizes pairs (in parallel) as the reference does, with the default prompt for an LLM
+    /// reranker.
     pub fn encode_pairs<Q, P>(
         &self,
         pairs: &[(Q, P)],
@@ -183,28 +291,70 @@ impl Reranker {
         Q: AsRef<str> + Sync,
         P: AsRef<str> + Sync,
     {
-        pairs
-            .par_iter()
-            .map(|(q, p)| self.encoder.encode_pair(q.as_ref(), p.as_ref(), limits))
-            .collect()
+        self.encode_pairs_with(pairs, limits, &PromptOptions::default())
+    }
+
+    /// [`Reranker::encode_pairs`] with this call's prompt options (an error for a
+    /// cross-encoder when any is set, and for an LLM reranker asked for longest-first
+    /// truncation).
+    pub fn encode_pairs_with<Q, P>(
+        &self,
+        pairs: &[(Q, P)],
+        limits: &PairLimits,
+        prompt: &PromptOptions,
+    ) -> Result<Vec<EncodedPair>>
+    where
+        Q: AsRef<str> + Sync,
+        P: AsRef<str> + Sync,
+    {
+        self.check_prompt(prompt)?;
+        self.check_truncation(limits.truncation)?;
+        match &self.encoder {
+            InputEncoder::Pair(e) => pairs
+                .par_iter()
+                .map(|(q, p)| e.encode_pair(q.as_ref(), p.as_ref(), limits))
+                .collect(),
+            InputEncoder::Prompt(e) => {
+                let prepared = e.prepare(prompt)?;
+                pairs
+                    .par_iter()
+                    .map(|(q, p)| e.encode_pair(q.as_ref(), p.as_ref(), limits, &prepared))
+                    .collect()
+            }
+        }
     }
 
     /// Tokenizes `query` once and pairs it with every document (in parallel), as
-    /// [`Reranker::encode_pairs`] would for `(query, document)` pairs.
+    /// [`Reranker::encode_pairs_with`] would for `(query, document)` pairs.
     pub fn encode_query_documents<D>(
         &self,
         query: &str,
         documents: &[D],
         limits: &PairLimits,
+        prompt: &PromptOptions,
     ) -> Result<Vec<EncodedPair>>
     where
         D: AsRef<str> + Sync,
     {
-        let query = self.encoder.encode_query(query, limits)?;
-        documents
-            .par_iter()
-            .map(|d| self.encoder.encode_with_query(&query, d.as_ref(), limits))
-            .collect()
+        self.check_prompt(prompt)?;
+        self.check_truncation(limits.truncation)?;
+        match &self.encoder {
+            InputEncoder::Pair(e) => {
+                let query = e.encode_query(query, limits)?;
+                documents
+                    .par_iter()
+                    .map(|d| e.encode_with_query(&query, d.as_ref(), limits))
+                    .collect()
+            }
+            InputEncoder::Prompt(e) => {
+                let prepared = e.prepare(prompt)?;
+                let query = e.encode_query(query, limits, &prepared)?;
+                documents
+                    .par_iter()
+                    .map(|d| e.encode_with_query(&query, d.as_ref(), limits, &prepared))
+                    .collect()
+            }
+        }
     }
 
     /// Raw logits of already encoded pairs, in input order. Runs longest first in batches of
@@ -241,14 +391,15 @@ impl Reranker {
         Ok(scores)
     }
 
-    /// FlagReranker's `compute_score(pairs)`: one score per `(query, passage)` pair, in order.
+    /// FlagReranker's (or FlagLLMReranker's) `compute_score(pairs)`: one score per
+    /// `(query, passage)` pair, in order.
     pub fn compute_score<Q, P>(&self, pairs: &[(Q, P)], opts: &ScoreOptions) -> Result<Vec<f32>>
     where
         Q: AsRef<str> + Sync,
         P: AsRef<str> + Sync,
     {
-        let limits = opts.limits()?;
-        let encoded = self.encode_pairs(pairs, &limits)?;
+        let limits = self.check_options(opts)?;
+        let encoded = self.encode_pairs_with(pairs, &limits, &opts.prompt_options())?;
         self.scores_of(&encoded, opts)
     }
 
@@ -263,8 +414,9 @@ impl Reranker {
     where
         D: AsRef<str> + Sync,
     {
-        let limits = opts.limits()?;
-        let encoded = self.encode_query_documents(query, documents, &limits)?;
+        let limits = self.check_options(opts)?;
+        let encoded =
+            self.encode_query_documents(query, documents, &limits, &opts.prompt_options())?;
         let scores = self.scores_of(&encoded, opts)?;
         Ok(ranking(&scores, top_n)
             .into_iter()

@@ -111,7 +111,7 @@ fn workload(args: &BenchArgs, reranker: &Reranker) -> Result<(String, Vec<Call>)
         }
         return Ok((
             format!("synthetic {batch}×{len}"),
-            vec![Call::Encoded(synthetic(batch, len))],
+            vec![Call::Encoded(synthetic(batch, len, reranker.vocab_size()))],
         ));
     }
     let path = args
@@ -147,12 +147,18 @@ fn workload(args: &BenchArgs, reranker: &Reranker) -> Result<(String, Vec<Call>)
     Ok((path.display().to_string(), calls))
 }
 
-/// `batch` pairs of exactly `len` tokens: `<s>`, ordinary ids, `</s>`.
-fn synthetic(batch: usize, len: usize) -> Vec<EncodedPair> {
+/// `batch` pairs of exactly `len` tokens: `<s>`, ordinary ids (below `vocab`, from 1000 where
+/// the vocabulary is large enough), `</s>`.
+fn synthetic(batch: usize, len: usize, vocab: usize) -> Vec<EncodedPair> {
+    let (first, span) = if vocab > 201_000 {
+        (1000, 200_000)
+    } else {
+        (4, vocab.saturating_sub(4).max(1))
+    };
     (0..batch)
         .map(|b| {
             let mut ids = vec![0u32];
-            ids.extend((0..len - 2).map(|i| 1000 + ((b * 7919 + i * 104_729) % 200_000) as u32));
+            ids.extend((0..len - 2).map(|i| (first + (b * 7919 + i * 104_729) % span) as u32));
             ids.push(2);
             EncodedPair {
                 type_ids: vec![0; ids.len()],

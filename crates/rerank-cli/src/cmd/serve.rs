@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
     let reranker = Arc::new(load_reranker(&args.model)?);
+    reranker.check_truncation(config.truncation)?;
     let addr = format!("{}:{}", args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

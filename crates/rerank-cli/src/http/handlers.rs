@@ -31,7 +31,8 @@ pub async fn tei_rerank(
     ApiJson(req): ApiJson<TeiRerankRequest>,
 ) -> Result<Json<Vec<TeiRank>>, ApiError> {
     require_query(&req.query)?;
-    let mut request = ScoreRequest::query_documents(req.query, req.texts.clone());
+    let mut request =
+        ScoreRequest::query_documents(req.query, req.texts.clone()).with_prompt(req.prompt);
     request.truncate = req.truncate.unwrap_or(true);
     request.direction = match req.truncation_direction {
         Direction::Right => TruncationDirection::Right,
@@ -77,7 +78,8 @@ pub async fn cohere_rerank(
         ));
     }
     let documents: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
-    let mut request = ScoreRequest::query_documents(req.query, documents.clone());
+    let mut request =
+        ScoreRequest::query_documents(req.query, documents.clone()).with_prompt(req.prompt);
     request.passage_max_length = req.max_tokens_per_doc;
     let scored = state.score(request).await?;
     let scores: Vec<f32> = scored.raw.iter().map(|&s| sigmoid(s)).collect();
@@ -129,7 +131,9 @@ pub async fn legacy(
             "text_pairs item {i}: the query must not be empty"
         )));
     }
-    let scored = state.score(ScoreRequest::pairs(pairs.clone())).await?;
+    let scored = state
+        .score(ScoreRequest::pairs(pairs.clone()).with_prompt(req.prompt))
+        .await?;
     Ok(Json(LegacyResponse {
         text_pairs: pairs,
         rerank_scores: scored.raw,
@@ -161,7 +165,8 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
     Json(Info {
         model_id: reranker.model_id().to_string(),
         served_model_name: c.served_model_name.clone(),
-        architecture: reranker.kind().classifier_architecture().to_string(),
+        architecture: reranker.kind().architecture().to_string(),
+        options: reranker.model_options().to_vec(),
         max_length: c.max_length,
         max_input_length: reranker.max_sequence_length(),
         truncation: match c.truncation {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use rerank::{EncodedPair, PairLimits, TruncationDirection};
+use rerank::{EncodedPair, PairLimits, PromptOptions, TruncationDirection};
 
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -46,6 +46,9 @@ pub struct ScoreRequest {
     pub direction: TruncationDirection,
     /// Cohere's per-document token limit.
     pub passage_max_length: Option<usize>,
+    /// The prompt an LLM reranker wraps around each pair (`None` = its default); other models
+    /// refuse it with 422.
+    pub prompt: PromptOptions,
 }
 
 impl ScoreRequest {
@@ -65,7 +68,14 @@ impl ScoreRequest {
             truncate: true,
             direction: TruncationDirection::Right,
             passage_max_length: None,
+            prompt: PromptOptions::default(),
         }
+    }
+
+    /// The same request with an LLM reranker's `prompt` (an extra field in every API).
+    pub fn with_prompt(mut self, prompt: Option<String>) -> Self {
+        self.prompt.prompt = prompt;
+        self
     }
 }
 
@@ -111,12 +121,12 @@ impl AppState {
             max
         };
         let reranker = self.inner.reranker.clone();
-        let inputs = request.inputs;
+        let (inputs, prompt) = (request.inputs, request.prompt);
         let encoded = tokio::task::spawn_blocking(move || match inputs {
             Inputs::QueryDocuments { query, documents } => {
-                reranker.encode_query_documents(&query, &documents, &limits)
+                reranker.encode_query_documents(&query, &documents, &limits, &prompt)
             }
-            Inputs::Pairs(pairs) => reranker.encode_pairs(&pairs, &limits),
+            Inputs::Pairs(pairs) => reranker.encode_pairs_with(&pairs, &limits, &prompt),
         })
         .await
         .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;

@@ -37,6 +37,10 @@ pub struct TeiRerankRequest {
     /// Echo each text in the response.
     #[serde(default)]
     pub return_text: bool,
+    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
+    /// default its own). Other models answer 422.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// One TEI result.
@@ -94,6 +98,10 @@ pub struct CohereRerankRequest {
     /// Cut each document to this many tokens before scoring.
     #[serde(default)]
     pub max_tokens_per_doc: Option<usize>,
+    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
+    /// default its own). Other models answer 422.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// A document echoed in a result.
@@ -169,6 +177,10 @@ pub struct LegacyRequest {
     /// `[[query, passage], ...]` or `"[['query', 'passage'], ...]"`.
     #[schema(value_type = TextPairs)]
     pub text_pairs: serde_json::Value,
+    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
+    /// default its own). Other models answer 422.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// The two shapes `text_pairs` takes (for the OpenAPI document; parsed from JSON by hand so
@@ -208,6 +220,9 @@ pub struct Info {
     pub served_model_name: String,
     /// The model's architecture.
     pub architecture: String,
+    /// Per-request options the model takes besides the APIs' own (`prompt` for LLM
+    /// rerankers).
+    pub options: Vec<&'static str>,
     /// Tokens per pair used for scoring.
     pub max_length: usize,
     /// The longest pair the model accepts.

@@ -17,8 +17,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Serves the xlmr-tiny fixture.
     pub fn start(extra: &[&str]) -> Self {
-        let model = model_dir("xlmr-tiny");
+        Self::start_model("xlmr-tiny", extra)
+    }
+
+    /// Serves the fixture model `name`.
+    pub fn start_model(name: &str, extra: &[&str]) -> Self {
+        let model = model_dir(name);
         let log = std::env::temp_dir().join(format!(
             "rerank-serve-{}-{:?}.log",
             std::process::id(),

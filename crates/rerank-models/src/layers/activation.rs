@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-/// The activations BERT-family configs use.
+/// The activations BERT-family and decoder (Gemma, Llama-style) configs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
@@ -37,16 +37,11 @@ impl Activation {
     pub fn apply_serial(self, values: &mut [f32]) {
         match self {
             Activation::Gelu => super::fastmath::gelu_inplace(values),
-            Activation::GeluNew => values.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+            Activation::GeluNew => super::fastmath::gelu_tanh_inplace(values),
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Silu => values.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+            Activation::Silu => super::fastmath::silu_inplace(values),
         }
     }
-}
-
-fn gelu_tanh(x: f32) -> f32 {
-    const C: f32 = 0.797_884_6; // sqrt(2/pi)
-    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Multi-head self-attention over packed sequences: each (sequence, head) pair is computed on its
 //! own, so no padded `[batch, max_len, max_len]` tensor is ever built.
+//!
+//! One function serves the encoders (bidirectional, as many key/value heads as query heads) and
+//! the decoders (causal, grouped-query or multi-query, optional sliding window and logit
+//! soft-capping), described by an [`AttentionSpec`].
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -15,9 +19,110 @@ pub enum QueryRows {
     All,
     /// Only the first token of each sequence (a classifier's last layer needs nothing else).
     FirstOnly,
+    /// Only the last token of each sequence (a decoder's last layer, read at the last token).
+    LastOnly,
 }
 
-/// Scaled dot-product attention.
+/// The shape and masking of one attention layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionSpec {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads; query head `h` reads key/value head `h / (heads / kv_heads)`.
+    pub kv_heads: usize,
+    /// Values per head (`heads · head_dim` may differ from the model width).
+    pub head_dim: usize,
+    /// Factor on `q·k` before the softmax (usually `head_dim^−½`).
+    pub scale: f32,
+    /// Token `i` sees only keys `j ≤ i` of its sequence.
+    pub causal: bool,
+    /// With `causal`: token `i` sees only keys `j > i − window` as well.
+    pub sliding_window: Option<usize>,
+    /// `cap · tanh(logit / cap)` on the scaled logits before the mask and softmax.
+    pub softcap: Option<f32>,
+}
+
+impl AttentionSpec {
+    /// BERT-style attention: `heads` heads splitting `hidden`, every token sees every token.
+    pub fn bidirectional(hidden: usize, heads: usize) -> Self {
+        let head_dim = hidden / heads.max(1);
+        Self {
+            heads,
+            kv_heads: heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            causal: false,
+            sliding_window: None,
+            softcap: None,
+        }
+    }
+
+    /// Decoder attention: causal, `head_dim^−½` scale, no window or cap.
+    pub fn causal(heads: usize, kv_heads: usize, head_dim: usize) -> Self {
+        Self {
+            kv_heads,
+            causal: true,
+            ..Self::bidirectional(heads * head_dim, heads)
+        }
+    }
+
+    /// Width of the query block of a fused `[Q | K | V]` row.
+    pub fn q_width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of the key (and of the value) block.
+    pub fn kv_width(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+
+    /// Width of a fused `[Q | K | V]` row.
+    pub fn qkv_width(&self) -> usize {
+        self.q_width() + 2 * self.kv_width()
+    }
+
+    /// Checks that the sizes and options fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heads == 0 || self.kv_heads == 0 || self.head_dim == 0 {
+            return Err("attention needs at least one head of at least one value".into());
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.heads, self.kv_heads
+            ));
+        }
+        if self.sliding_window == Some(0) {
+            return Err("sliding_window must be at least 1".into());
+        }
+        if self.sliding_window.is_some() && !self.causal {
+            return Err("a sliding window needs causal attention".into());
+        }
+        if self.softcap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return Err(format!(
+                "the attention soft-cap must be positive, not {:?}",
+                self.softcap
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the AVX-512 head kernel computes exactly this attention.
+    fn plain(&self) -> bool {
+        !self.causal && self.softcap.is_none() && self.scale == 1.0 / (self.head_dim as f32).sqrt()
+    }
+
+    /// The keys query position `i` sees: `lo..=i` (causal) or everything.
+    fn visible(&self, i: usize, n: usize) -> std::ops::Range<usize> {
+        if !self.causal {
+            return 0..n;
+        }
+        let lo = self.sliding_window.map_or(0, |w| (i + 1).saturating_sub(w));
+        lo..i + 1
+    }
+}
+
+/// Scaled dot-product attention, BERT-style (see [`attention`]).
 ///
 /// `qkv` is `[total_tokens, 3·hidden]` with the columns `[Q | K | V]`, each split into `heads`
 /// heads of `hidden / heads` columns. Returns `[total_tokens, hidden]`, or `[sequences, hidden]`
@@ -28,111 +133,160 @@ pub fn packed_attention(
     heads: usize,
     rows: QueryRows,
 ) -> Matrix {
-    let hidden = qkv.cols / 3;
-    let head_dim = hidden / heads;
+    attention(
+        qkv,
+        cu_seqlens,
+        &AttentionSpec::bidirectional(qkv.cols / 3, heads),
+        rows,
+    )
+}
+
+/// Attention over packed sequences as `spec` describes it.
+///
+/// `qkv` is `[total_tokens, spec.qkv_width()]` with the columns `[Q | K | V]` (query heads, then
+/// key heads, then value heads, `head_dim` columns each), positions already encoded. Returns
+/// `[total_tokens, heads · head_dim]`, or one row per sequence with [`QueryRows::FirstOnly`] or
+/// [`QueryRows::LastOnly`]. Tasks are the (sequence, head) pairs, spread over rayon's pool.
+pub fn attention(
+    qkv: &Matrix,
+    cu_seqlens: &[usize],
+    spec: &AttentionSpec,
+    rows: QueryRows,
+) -> Matrix {
+    assert_eq!(qkv.cols, spec.qkv_width(), "fused QKV width");
+    let width = spec.q_width();
+    let (head_dim, group) = (spec.head_dim, spec.heads / spec.kv_heads.max(1));
     let sequences = cu_seqlens.len() - 1;
     let out_rows = match rows {
         QueryRows::All => qkv.rows,
-        QueryRows::FirstOnly => sequences,
+        QueryRows::FirstOnly | QueryRows::LastOnly => sequences,
     };
     // Not zeroed: the heads write every value (their columns of their rows) before set_len.
-    let mut out: Vec<f32> = Vec::with_capacity(out_rows * hidden);
+    let mut out: Vec<f32> = Vec::with_capacity(out_rows * width);
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let fast = kernels::attention::supported(head_dim);
+    let fast = spec.plain() && kernels::attention::supported(head_dim);
     let tasks: Vec<(usize, usize)> = (0..sequences)
-        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .flat_map(|s| (0..spec.heads).map(move |h| (s, h)))
         .collect();
     tasks.par_iter().for_each(|&(s, h)| {
         let (start, end) = (cu_seqlens[s], cu_seqlens[s + 1]);
-        let (first_row, n_queries) = match rows {
-            QueryRows::All => (start, end - start),
-            QueryRows::FirstOnly => (s, 1),
+        let n = end - start;
+        // (first query position within the sequence, query count, first output row)
+        let (first_query, n_queries, out_row) = match rows {
+            QueryRows::All => (0, n, start),
+            QueryRows::FirstOnly => (0, 1, s),
+            QueryRows::LastOnly => (n - 1, 1, s),
         };
-        let col = h * head_dim;
-        // SAFETY: this task alone writes output rows first_row..first_row + n_queries, columns
-        // col..col + head_dim; every pointer below stays inside `qkv` or `out`.
+        let kv_col = width + (h / group) * head_dim;
+        // SAFETY: this task alone writes output rows out_row..out_row + n_queries, columns
+        // h·head_dim..(h + 1)·head_dim; every pointer below stays inside `qkv` or `out`.
         unsafe {
-            let base = qkv.data.as_ptr().add(start * qkv.cols + col);
+            let base = qkv.data.as_ptr().add(start * qkv.cols);
             let io = HeadIo {
-                q: base,
-                k: base.add(hidden),
-                v: base.add(2 * hidden),
+                q: base.add(first_query * qkv.cols + h * head_dim),
+                k: base.add(kv_col),
+                v: base.add(kv_col + spec.kv_width()),
                 qkv_stride: qkv.cols,
-                n: end - start,
+                n,
                 n_queries,
                 head_dim,
-                out: out_ptr.at(first_row * hidden + col),
-                out_stride: hidden,
+                out: out_ptr.at(out_row * width + h * head_dim),
+                out_stride: width,
             };
             if fast {
                 kernels::attention::attend_head(&io);
             } else {
-                attend_one_head(&io);
+                attend_one_head(&io, spec, first_query);
             }
         }
     });
-    // SAFETY: the (sequence, head) tasks covered every output row and all `heads · head_dim =
-    // hidden` columns.
-    unsafe { out.set_len(out_rows * hidden) };
-    Matrix::from_vec(out, out_rows, hidden)
+    // SAFETY: the (sequence, head) tasks covered every output row and all `heads · head_dim`
+    // columns.
+    unsafe { out.set_len(out_rows * width) };
+    Matrix::from_vec(out, out_rows, width)
 }
 
-/// One head of one sequence with the `gemm` crate (the portable path): `softmax(Q·Kᵀ/√d)·V`
-/// for the first `io.n_queries` tokens, written into `io.out`.
+/// Query rows per block of the portable path: a causal block only multiplies the keys its
+/// rows can see.
+const QUERY_BLOCK: usize = 64;
+
+/// One head of one sequence with the `gemm` crate (the portable path):
+/// `softmax(mask(cap(scale·Q·Kᵀ)))·V` for the queries at positions `first_query..` (`io.q`
+/// points at the first of them), written into `io.out`.
 ///
 /// # Safety
 /// The same contract as [`kernels::attention::attend_head`], without its CPU requirement.
-unsafe fn attend_one_head(io: &HeadIo) {
+unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize) {
     let (n, d) = (io.n, io.head_dim);
     let stride = io.qkv_stride as isize;
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut scores = vec![0.0f32; io.n_queries * n];
-    // `scores` is [n_queries, n] row-major; Q and K rows lie at `stride` (the caller's contract).
-    gemm::gemm(
-        io.n_queries,
-        n,
-        d,
-        scores.as_mut_ptr(),
-        1,
-        n as isize,
-        false,
-        io.q,
-        1,
-        stride,
-        io.k,
-        stride,
-        1,
-        0.0,
-        scale,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    );
-    scores.chunks_exact_mut(n).for_each(softmax_inplace);
-    // The context goes straight into the output rows (stride `out_stride`), which gemm writes
-    // without reading (`read_dst` false).
-    gemm::gemm(
-        io.n_queries,
-        d,
-        n,
-        io.out,
-        1,
-        io.out_stride as isize,
-        false,
-        scores.as_ptr(),
-        1,
-        n as isize,
-        io.v,
-        1,
-        stride,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    );
+    let mut scores = Vec::new();
+    for r0 in (0..io.n_queries).step_by(QUERY_BLOCK) {
+        let rows = QUERY_BLOCK.min(io.n_queries - r0);
+        let (p0, p1) = (first_query + r0, first_query + r0 + rows - 1);
+        // Keys any row of the block sees.
+        let keys = spec.visible(p0, n).start..spec.visible(p1, n).end;
+        let width = keys.len();
+        scores.clear();
+        scores.resize(rows * width, 0.0f32);
+        // `scores` is [rows, width] row-major; Q and K rows lie at `stride` (the caller's
+        // contract).
+        gemm::gemm(
+            rows,
+            width,
+            d,
+            scores.as_mut_ptr(),
+            1,
+            width as isize,
+            false,
+            io.q.offset(r0 as isize * stride),
+            1,
+            stride,
+            io.k.offset(keys.start as isize * stride),
+            stride,
+            1,
+            0.0,
+            spec.scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+        for (r, row) in scores.chunks_exact_mut(width).enumerate() {
+            let seen = spec.visible(p0 + r, n);
+            let (lo, hi) = (seen.start - keys.start, seen.end - keys.start);
+            if let Some(cap) = spec.softcap {
+                row[lo..hi]
+                    .iter_mut()
+                    .for_each(|v| *v = cap * (*v / cap).tanh());
+            }
+            softmax_inplace(&mut row[lo..hi]);
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+        // The context goes straight into the output rows (stride `out_stride`), which gemm
+        // writes without reading (`read_dst` false).
+        gemm::gemm(
+            rows,
+            d,
+            width,
+            io.out.add(r0 * io.out_stride),
+            1,
+            io.out_stride as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            width as isize,
+            io.v.offset(keys.start as isize * stride),
+            1,
+            stride,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -205,5 +359,120 @@ mod tests {
         check(2, 128, &[0, 70, 75, 76]);
         check(3, 96, &[0, 33, 99]);
         check(1, 128, &[0, 130]);
+    }
+
+    /// Naive masked attention for one sequence of a fused GQA matrix: every query row, f64.
+    fn naive_spec(qkv: &Matrix, start: usize, end: usize, spec: &AttentionSpec) -> Vec<Vec<f32>> {
+        let (d, qw, kw) = (spec.head_dim, spec.q_width(), spec.kv_width());
+        let group = spec.heads / spec.kv_heads;
+        let n = end - start;
+        let mut out = vec![vec![0.0f32; qw]; n];
+        for h in 0..spec.heads {
+            let kh = h / group;
+            for (i, out_row) in out.iter_mut().enumerate() {
+                let q = &qkv.row(start + i)[h * d..(h + 1) * d];
+                let seen: Vec<usize> = (0..n)
+                    .filter(|&j| {
+                        !spec.causal || (j <= i && spec.sliding_window.is_none_or(|w| j + w > i))
+                    })
+                    .collect();
+                let logits: Vec<f64> = seen
+                    .iter()
+                    .map(|&j| {
+                        let k = &qkv.row(start + j)[qw + kh * d..qw + (kh + 1) * d];
+                        let x: f64 = q.iter().zip(k).map(|(a, b)| f64::from(a * b)).sum();
+                        let x = x * f64::from(spec.scale);
+                        match spec.softcap {
+                            Some(c) => f64::from(c) * (x / f64::from(c)).tanh(),
+                            None => x,
+                        }
+                    })
+                    .collect();
+                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                let sum: f64 = w.iter().sum();
+                for (wj, &j) in w.iter().zip(&seen) {
+                    let v = &qkv.row(start + j)[qw + kw + kh * d..qw + kw + (kh + 1) * d];
+                    for (o, x) in out_row[h * d..(h + 1) * d].iter_mut().zip(v) {
+                        *o += (wj / sum * f64::from(*x)) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks all three query modes of [`attention`] against [`naive_spec`].
+    fn check_spec(spec: AttentionSpec, cu: &[usize]) {
+        spec.validate().unwrap();
+        let tokens = *cu.last().unwrap();
+        let cols = spec.qkv_width();
+        let data: Vec<f32> = (0..tokens * cols)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let qkv = Matrix::from_vec(data, tokens, cols);
+        let all = attention(&qkv, cu, &spec, QueryRows::All);
+        let first = attention(&qkv, cu, &spec, QueryRows::FirstOnly);
+        let last = attention(&qkv, cu, &spec, QueryRows::LastOnly);
+        assert_eq!((all.rows, all.cols), (tokens, spec.q_width()));
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 2e-5, "{spec:?} {what}: {x} vs {y}");
+            }
+        };
+        for s in 0..cu.len() - 1 {
+            let want = naive_spec(&qkv, cu[s], cu[s + 1], &spec);
+            for (i, row) in want.iter().enumerate() {
+                close(all.row(cu[s] + i), row, "all");
+            }
+            close(first.row(s), &want[0], "first");
+            close(last.row(s), want.last().unwrap(), "last");
+        }
+    }
+
+    #[test]
+    fn causal_gqa_matches_naive_on_ragged_packed_sequences() {
+        // Ragged lengths around the 64-row query block, a single token, GQA (4 heads on 2),
+        // MQA (3 on 1) and plain multi-head, with and without window and soft-cap.
+        let cu = [0, 1, 70, 75, 205];
+        check_spec(AttentionSpec::causal(4, 2, 8), &cu);
+        check_spec(AttentionSpec::causal(3, 1, 6), &cu);
+        check_spec(AttentionSpec::causal(2, 2, 4), &cu);
+        check_spec(
+            AttentionSpec {
+                scale: 0.3,
+                sliding_window: Some(5),
+                ..AttentionSpec::causal(4, 2, 8)
+            },
+            &cu,
+        );
+        check_spec(
+            AttentionSpec {
+                sliding_window: Some(100),
+                softcap: Some(2.0),
+                ..AttentionSpec::causal(4, 1, 8)
+            },
+            &cu,
+        );
+        // Bidirectional with GQA and a soft-cap (the portable path).
+        check_spec(
+            AttentionSpec {
+                kv_heads: 1,
+                softcap: Some(1.5),
+                ..AttentionSpec::bidirectional(16, 2)
+            },
+            &cu,
+        );
+    }
+
+    #[test]
+    fn spec_validation_names_the_problem() {
+        let bad = AttentionSpec::causal(6, 4, 8).validate().unwrap_err();
+        assert!(bad.contains("not a multiple"), "{bad}");
+        let window = AttentionSpec {
+            sliding_window: Some(4),
+            ..AttentionSpec::bidirectional(16, 2)
+        };
+        assert!(window.validate().unwrap_err().contains("causal"));
     }
 }

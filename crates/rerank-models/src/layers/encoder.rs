@@ -79,31 +79,11 @@ impl EncoderLayer {
     }
 
     /// Runs the layer; with [`QueryRows::FirstOnly`] the output has one row per sequence.
-    ///
-    /// Whole sequences are processed in blocks of about [`BLOCK_TOKENS`] tokens, so the
-    /// intermediate activations (Q/K/V, attention, feed-forward) of one block stay small and
-    /// in cache, and peak memory does not grow with the batch beyond input and output.
+    /// Whole sequences are processed in blocks (see [`blockwise`]).
     fn forward(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
-        let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS);
-        if blocks.len() <= 1 {
-            return self.forward_block(x, cu_seqlens, rows);
-        }
-        let out_rows = match rows {
-            QueryRows::All => x.rows,
-            QueryRows::FirstOnly => cu_seqlens.len() - 1,
-        };
-        let mut out = Vec::with_capacity(out_rows * x.cols);
-        for (first, last) in blocks {
-            let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
-            let block = Matrix::from_vec(
-                x.data[start * x.cols..end * x.cols].to_vec(),
-                end - start,
-                x.cols,
-            );
-            let local: Vec<usize> = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
-            out.extend(self.forward_block(&block, &local, rows).data);
-        }
-        Matrix::from_vec(out, out_rows, x.cols)
+        blockwise(x, cu_seqlens, rows, |block, cu| {
+            self.forward_block(block, cu, rows)
+        })
     }
 
     /// [`EncoderLayer::forward`] on one block of whole sequences.
@@ -112,11 +92,11 @@ impl EncoderLayer {
         let context = packed_attention(&qkv, cu_seqlens, self.heads, rows);
         drop(qkv);
         let mut hidden = self.attention_output.forward(&context);
-        match rows {
-            QueryRows::All => self.attention_norm.add_forward_inplace(&mut hidden, x),
-            QueryRows::FirstOnly => {
-                let first = x.select_rows(&cu_seqlens[..cu_seqlens.len() - 1]);
-                self.attention_norm.add_forward_inplace(&mut hidden, &first);
+        match query_rows(cu_seqlens, rows) {
+            None => self.attention_norm.add_forward_inplace(&mut hidden, x),
+            Some(selected) => {
+                self.attention_norm
+                    .add_forward_inplace(&mut hidden, &x.select_rows(&selected));
             }
         }
         self.feed_forward(hidden)
@@ -131,9 +111,55 @@ impl EncoderLayer {
     }
 }
 
-/// Tokens per block of whole sequences in [`EncoderLayer::forward`] (a longer sequence is a
-/// block of its own).
-const BLOCK_TOKENS: usize = 1024;
+/// Tokens per block of whole sequences in [`blockwise`] (a longer sequence is a block of its
+/// own).
+pub(crate) const BLOCK_TOKENS: usize = 1024;
+
+/// The rows of `x` that a layer computing `rows` keeps: `None` for all of them, else the first
+/// or last token of each sequence of `cu_seqlens`.
+pub(crate) fn query_rows(cu_seqlens: &[usize], rows: QueryRows) -> Option<Vec<usize>> {
+    match rows {
+        QueryRows::All => None,
+        QueryRows::FirstOnly => Some(cu_seqlens[..cu_seqlens.len() - 1].to_vec()),
+        QueryRows::LastOnly => Some(cu_seqlens[1..].iter().map(|c| c - 1).collect()),
+    }
+}
+
+/// Runs `layer` on blocks of about [`BLOCK_TOKENS`] tokens of whole sequences and joins the
+/// outputs, so a layer's intermediate activations (Q/K/V, attention, feed-forward) stay small
+/// and in cache, and peak memory does not grow with the batch beyond input and output.
+/// `layer(block, local_cu_seqlens)` returns one row per token, or one per sequence when `rows`
+/// is [`QueryRows::FirstOnly`] or [`QueryRows::LastOnly`].
+pub(crate) fn blockwise(
+    x: &Matrix,
+    cu_seqlens: &[usize],
+    rows: QueryRows,
+    layer: impl Fn(&Matrix, &[usize]) -> Matrix,
+) -> Matrix {
+    let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS);
+    if blocks.len() <= 1 {
+        return layer(x, cu_seqlens);
+    }
+    let out_rows = match rows {
+        QueryRows::All => x.rows,
+        QueryRows::FirstOnly | QueryRows::LastOnly => cu_seqlens.len() - 1,
+    };
+    let mut out = Vec::new();
+    let mut cols = x.cols;
+    for (first, last) in blocks {
+        let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
+        let block = Matrix::from_vec(
+            x.data[start * x.cols..end * x.cols].to_vec(),
+            end - start,
+            x.cols,
+        );
+        let local: Vec<usize> = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
+        let done = layer(&block, &local);
+        cols = done.cols;
+        out.extend(done.data);
+    }
+    Matrix::from_vec(out, out_rows, cols)
+}
 
 /// Splits sequences `0..n` into consecutive runs `(first, last)` (sequences `first..last`) of
 /// at most `budget` tokens each, or one sequence where a single one is longer.

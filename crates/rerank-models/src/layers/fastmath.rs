@@ -170,6 +170,91 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// Tanh-approximated GELU of every value, in place: `½·x·(1 + tanh(y))` with
+    /// `y = √(2/π)·(x + 0.044715·x³)`, computed as `x / (1 + e^(−2y))` (the same function,
+    /// without tanh's cancellation near −1).
+    pub fn gelu_tanh_inplace(values: &mut [f32]) {
+        const C: f32 = 0.797_884_6; // √(2/π)
+        for v in values.iter_mut() {
+            let x = *v;
+            let y = C * (x + 0.044_715 * x * x * x);
+            *v = x / (1.0 + exp(-2.0 * y));
+        }
+    }
+}
+
+dispatch! {
+    /// SiLU (swish) of every value, in place: `x·σ(x)`.
+    pub fn silu_inplace(values: &mut [f32]) {
+        for v in values.iter_mut() {
+            *v /= 1.0 + exp(-*v);
+        }
+    }
+}
+
+dispatch! {
+    /// `gate[i] *= up[i]`: the gated MLP's product, after the gate's activation.
+    pub fn gated_product(gate: &mut [f32], up: &[f32]) {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g *= u;
+        }
+    }
+}
+
+dispatch! {
+    /// RMSNorm of one row, in place: `row = row / √(mean(row²) + eps) · weight`.
+    pub fn rms_norm_row(row: &mut [f32], weight: &[f32], eps: f32) {
+        let mut sq = [0.0f32; 16];
+        let chunks = row.chunks_exact(16);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for chunk in chunks {
+            for (a, v) in sq.iter_mut().zip(chunk) {
+                *a += v * v;
+            }
+        }
+        let mean = (sq.iter().sum::<f32>() + tail) / row.len() as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * inv * w;
+        }
+    }
+}
+
+/// Dot product with 16 independent lanes.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `a · b` over the shorter length, vectorised.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut out = 0.0;
+    dot_into(&a[..n], &b[..n], std::slice::from_mut(&mut out));
+    out
+}
+
+dispatch! {
+    /// `out[0] = a · b` (the dispatched body of [`dot`]).
+    pub fn dot_into(a: &[f32], b: &[f32], out: &mut [f32]) {
+        out[0] = dot_lanes(a, b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +308,46 @@ mod tests {
         let mut row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 9.0).collect();
         softmax_inplace(&mut row);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gelu_tanh_and_silu_match_their_formulas() {
+        let xs: Vec<f32> = (0..4000).map(|i| (i as f32 - 2000.0) * 0.006).collect();
+        let mut g = xs.clone();
+        gelu_tanh_inplace(&mut g);
+        let mut s = xs.clone();
+        silu_inplace(&mut s);
+        for ((&x, &g), &s) in xs.iter().zip(&g).zip(&s) {
+            let x64 = f64::from(x);
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let want_g = 0.5 * x64 * (1.0 + (c * (x64 + 0.044_715 * x64.powi(3))).tanh());
+            let want_s = x64 / (1.0 + (-x64).exp());
+            assert!(
+                (f64::from(g) - want_g).abs() < 2e-6,
+                "gelu_tanh({x}) = {g}, want {want_g}"
+            );
+            assert!(
+                (f64::from(s) - want_s).abs() < 2e-6,
+                "silu({x}) = {s}, want {want_s}"
+            );
+        }
+    }
+
+    #[test]
+    fn rms_norm_and_dot_match_naive() {
+        let row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).cos() * 3.0).collect();
+        let w: Vec<f32> = (0..37).map(|i| 0.5 + i as f32 * 0.01).collect();
+        let mut got = row.clone();
+        rms_norm_row(&mut got, &w, 1e-6);
+        let ms = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / 37.0;
+        for ((g, x), w) in got.iter().zip(&row).zip(&w) {
+            let want = f64::from(*x) / (ms + 1e-6).sqrt() * f64::from(*w);
+            assert!((f64::from(*g) - want).abs() < 1e-5);
+        }
+        let want: f32 = row.iter().zip(&w).map(|(a, b)| a * b).sum();
+        assert!((dot(&row, &w) - want).abs() < 1e-4);
+        let mut gate = vec![2.0, -1.0];
+        gated_product(&mut gate, &[3.0, 4.0]);
+        assert_eq!(gate, vec![6.0, -4.0]);
     }
 }

@@ -68,6 +68,24 @@ impl Linear {
         ))
     }
 
+    /// Concatenates the outputs of several bias-free layers with the same input into one wider
+    /// layer: `parts` are (view, output width) pairs, e.g. a decoder's Q, K and V projections,
+    /// whose widths differ under grouped-query attention. Loads `weight` only.
+    pub fn load_concat_no_bias(parts: &[(Vb, usize)], in_dim: usize) -> Result<Self> {
+        let out_dim: usize = parts.iter().map(|(_, out)| out).sum();
+        let mut weight = Vec::with_capacity(out_dim * in_dim);
+        for (vb, out) in parts {
+            weight.extend(vb.get("weight", &[*out, in_dim])?);
+        }
+        let dtype = parts.first().map_or(Dtype::F32, |(vb, _)| vb.dtype());
+        Ok(Self::from_parts_as(&weight, None, in_dim, out_dim, dtype))
+    }
+
+    /// Loads a bias-free layer (`weight` only, `[out, in]`), in `vb`'s dtype.
+    pub fn load_no_bias(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Self::load_concat_no_bias(&[(vb.clone(), out_dim)], in_dim)
+    }
+
     /// Builds an f32 layer from a PyTorch-layout weight (`[out, in]`, row-major).
     pub fn from_parts(
         weight: &[f32],
@@ -125,6 +143,11 @@ impl Linear {
     /// Output width.
     pub fn out_dim(&self) -> usize {
         self.out_dim
+    }
+
+    /// Input width.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
     }
 
     /// `x·Wᵀ + b` for every row of `x` (`[rows, in]` → `[rows, out]`).

@@ -222,8 +222,8 @@ impl CrossEncoder for BertForSequenceClassification {
         ModelKind::Bert
     }
 
-    fn encoder_config(&self) -> &EncoderConfig {
-        &self.bert.cfg.encoder
+    fn forward_flops(&self, tokens: usize) -> f64 {
+        crate::models::forward_flops(&self.bert.cfg.encoder, tokens)
     }
 
     fn max_sequence_length(&self) -> usize {

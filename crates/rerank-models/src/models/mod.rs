@@ -1,6 +1,7 @@
 //! The architectures, one file each, and the choice among them from `config.json`.
 
 pub mod bert;
+pub mod gemma;
 pub mod xlm_roberta;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use crate::weights::{Vb, Weights};
 use crate::Dtype;
 
 use bert::{BertConfig, BertForSequenceClassification, BertModel};
+use gemma::{GemmaConfig, GemmaForCausalLM};
 use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
 /// The model families this engine runs.
@@ -21,15 +23,28 @@ pub enum ModelKind {
     Bert,
     /// XLM-RoBERTa / RoBERTa (position ids after the padding id).
     XlmRoberta,
+    /// Gemma decoder scored by the logit of one token (bge-reranker-v2-gemma).
+    Gemma,
 }
 
 impl ModelKind {
-    /// The Hugging Face architecture name of the classifier variant.
-    pub fn classifier_architecture(self) -> &'static str {
+    /// The Hugging Face architecture name (`architectures[0]` of config.json) of the reranker.
+    pub fn architecture(self) -> &'static str {
         match self {
             ModelKind::Bert => "BertForSequenceClassification",
             ModelKind::XlmRoberta => "XLMRobertaForSequenceClassification",
+            ModelKind::Gemma => "GemmaForCausalLM",
         }
+    }
+
+    /// The same as [`ModelKind::architecture`] (the name from before decoder rerankers).
+    pub fn classifier_architecture(self) -> &'static str {
+        self.architecture()
+    }
+
+    /// True for the decoder-only (LLM) rerankers, whose input is a prompt around the pair.
+    pub fn is_llm(self) -> bool {
+        matches!(self, ModelKind::Gemma)
     }
 }
 
@@ -39,10 +54,22 @@ pub trait CrossEncoder: Send + Sync {
     fn kind(&self) -> ModelKind;
     /// The longest sequence (in tokens, specials included) the model accepts.
     fn max_sequence_length(&self) -> usize;
-    /// The transformer's sizes.
-    fn encoder_config(&self) -> &EncoderConfig;
+    /// Multiply-adds ×2 of a full forward pass over one sequence of `tokens` tokens (the
+    /// usual "model FLOPs": every layer on every token, as other runtimes count them).
+    fn forward_flops(&self, tokens: usize) -> f64;
     /// Raw logits, one per sequence of `batch`, in order.
     fn score(&self, batch: &PackedBatch) -> Result<Vec<f32>>;
+}
+
+/// What [`load_cross_encoder_with`] needs besides the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Precision of the linear layers.
+    pub dtype: Dtype,
+    /// For the LLM rerankers scored by one token's logit ([`ModelKind::Gemma`]): that token's
+    /// id, which only the tokenizer knows (`Yes` for bge-reranker-v2-gemma). Ignored by the
+    /// encoders.
+    pub score_token: Option<u32>,
 }
 
 /// An encoder that returns the last hidden state of every token.
@@ -84,8 +111,8 @@ impl ClassifierHead {
     }
 }
 
-/// Multiply-adds ×2 of a full forward pass over one sequence of `n` tokens (the usual
-/// "model FLOPs": every layer on every token, as other runtimes compute it).
+/// Multiply-adds ×2 of a full forward pass of an encoder over one sequence of `n` tokens (the
+/// usual "model FLOPs": every layer on every token, as other runtimes compute it).
 pub fn forward_flops(cfg: &EncoderConfig, n: usize) -> f64 {
     let (h, i, n) = (
         cfg.hidden_size as f64,
@@ -96,10 +123,11 @@ pub fn forward_flops(cfg: &EncoderConfig, n: usize) -> f64 {
     per_layer * cfg.num_hidden_layers as f64
 }
 
-const CLASSIFIERS: [(&str, ModelKind); 3] = [
+const CLASSIFIERS: [(&str, ModelKind); 4] = [
     ("XLMRobertaForSequenceClassification", ModelKind::XlmRoberta),
     ("RobertaForSequenceClassification", ModelKind::XlmRoberta),
     ("BertForSequenceClassification", ModelKind::Bert),
+    ("GemmaForCausalLM", ModelKind::Gemma),
 ];
 
 const ENCODERS: [(&str, ModelKind); 3] = [
@@ -137,26 +165,64 @@ fn bert_config(dir: &Path, config: &serde_json::Value) -> Result<BertConfig> {
     })
 }
 
-/// Loads the cross-encoder in a model folder, choosing the architecture from `config.json`;
-/// the encoder's linear layers run in `dtype`.
-pub fn load_cross_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn CrossEncoder>> {
-    let config = read_config(dir)?;
-    let arch = named_architecture(&config);
-    let kind = CLASSIFIERS
+/// The reranker family of a model folder, from `architectures[0]` of its `config.json`.
+pub fn model_kind(dir: &Path) -> Result<ModelKind> {
+    kind_of(&read_config(dir)?)
+}
+
+fn kind_of(config: &serde_json::Value) -> Result<ModelKind> {
+    let arch = named_architecture(config);
+    CLASSIFIERS
         .iter()
         .find(|(name, _)| *name == arch)
         .map(|(_, kind)| *kind)
         .ok_or_else(|| ModelError::UnsupportedArchitecture {
             found: arch.clone(),
             supported: CLASSIFIERS.map(|(n, _)| n).join(", "),
-        })?;
-    let cfg = bert_config(dir, &config)?;
-    let weights = Weights::from_dir(dir)?.with_dtype(dtype);
+        })
+}
+
+/// Loads the cross-encoder in a model folder, choosing the architecture from `config.json`;
+/// the linear layers run in `dtype`. The LLM rerankers need [`load_cross_encoder_with`] (their
+/// score token).
+pub fn load_cross_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn CrossEncoder>> {
+    load_cross_encoder_with(
+        dir,
+        &LoadOptions {
+            dtype,
+            score_token: None,
+        },
+    )
+}
+
+/// Loads the reranker in a model folder, choosing the architecture from `config.json`.
+pub fn load_cross_encoder_with(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn CrossEncoder>> {
+    let config = read_config(dir)?;
+    let kind = kind_of(&config)?;
+    let config_error = |message| ModelError::Config {
+        path: dir.join("config.json"),
+        message,
+    };
+    let weights = || Ok::<_, ModelError>(Weights::from_dir(dir)?.with_dtype(opts.dtype));
     Ok(match kind {
-        ModelKind::Bert => Box::new(BertForSequenceClassification::load(&weights, &cfg)?),
-        ModelKind::XlmRoberta => {
-            Box::new(XlmRobertaForSequenceClassification::load(&weights, &cfg)?)
+        ModelKind::Gemma => {
+            let cfg = GemmaConfig::from_json(&config).map_err(config_error)?;
+            let token = opts.score_token.ok_or_else(|| {
+                ModelError::Input(format!(
+                    "{} scores one token's logit: its id must be given (LoadOptions::score_token)",
+                    kind.architecture()
+                ))
+            })?;
+            Box::new(GemmaForCausalLM::load(&weights()?, &cfg, token)?)
         }
+        ModelKind::Bert => Box::new(BertForSequenceClassification::load(
+            &weights()?,
+            &bert_config(dir, &config)?,
+        )?),
+        ModelKind::XlmRoberta => Box::new(XlmRobertaForSequenceClassification::load(
+            &weights()?,
+            &bert_config(dir, &config)?,
+        )?),
     })
 }
 
@@ -181,5 +247,11 @@ pub fn load_text_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn TextEncoder
     Ok(match kind {
         ModelKind::Bert => Box::new(BertModel::load_from(&weights, &cfg)?),
         ModelKind::XlmRoberta => Box::new(XlmRobertaModel::load_from(&weights, &cfg)?),
+        ModelKind::Gemma => {
+            return Err(ModelError::UnsupportedArchitecture {
+                found: named_architecture(&config),
+                supported: ENCODERS.map(|(n, _)| n).join(", "),
+            })
+        }
     })
 }

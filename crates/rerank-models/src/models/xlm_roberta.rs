@@ -7,7 +7,7 @@
 
 use crate::batch::PackedBatch;
 use crate::error::Result;
-use crate::layers::{EncoderConfig, Linear, Matrix, TransformerEncoder};
+use crate::layers::{Linear, Matrix, TransformerEncoder};
 use crate::models::bert::{BertConfig, Embeddings};
 use crate::models::{ClassifierHead, CrossEncoder, ModelKind, TextEncoder};
 use crate::weights::{Vb, Weights};
@@ -115,8 +115,8 @@ impl CrossEncoder for XlmRobertaForSequenceClassification {
         ModelKind::XlmRoberta
     }
 
-    fn encoder_config(&self) -> &EncoderConfig {
-        &self.roberta.cfg.encoder
+    fn forward_flops(&self, tokens: usize) -> f64 {
+        crate::models::forward_flops(&self.roberta.cfg.encoder, tokens)
     }
 
     fn max_sequence_length(&self) -> usize {
