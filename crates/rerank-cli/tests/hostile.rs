@@ -16,20 +16,15 @@ use serde_json::json;
 /// Peak memory one request within the default limits may add.
 const MAX_GROWTH_KIB: u64 = 1 << 20;
 
+fn assert_answers_a_small_request(server: &Server) {
+    let body = json!({"query": "q", "texts": ["a"]});
+    assert_eq!(server.request("POST", "/rerank", Some(&body), None).0, 200);
+}
+
 #[test]
 fn hostile_bodies_get_answers_in_bounded_memory() {
     let server = Server::start(&[]);
-    assert_eq!(
-        server
-            .request(
-                "POST",
-                "/rerank",
-                Some(&json!({"query": "q", "texts": ["a"]})),
-                None
-            )
-            .0,
-        200
-    );
+    assert_answers_a_small_request(&server);
     let idle = server.peak_rss_kib();
 
     // 9 KB of nested brackets once overflowed the stack and aborted the process.
@@ -121,17 +116,7 @@ fn slow_clients_are_dropped_and_the_server_stays_up() {
             assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "still open");
         }
     }
-    assert_eq!(
-        server
-            .request(
-                "POST",
-                "/rerank",
-                Some(&json!({"query": "q", "texts": ["a"]})),
-                None
-            )
-            .0,
-        200
-    );
+    assert_answers_a_small_request(&server);
     let growth = server.peak_rss_kib().saturating_sub(idle);
     assert!(growth < MAX_GROWTH_KIB, "peak memory grew by {growth} KiB");
     assert!(server.terminate().success());
