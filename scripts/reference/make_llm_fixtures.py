@@ -66,52 +66,10 @@ torch.use_deterministic_algorithms(True)
 
 
 # --------------------------------------------------------------------------------------------
-# small helpers (same conventions as make_fixtures.py)
+# small helpers: the encoder fixtures' own (same conventions), plus these
 
+from make_fixtures import gzip_bytes, load_samples, versions, write_json  # noqa: E402
 
-def gzip_bytes(data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buf, mtime=0) as f:
-        f.write(data)
-    return buf.getvalue()
-
-
-def _dump(obj, indent=0):
-    """JSON with one line per pair / id row / dict key, scalar lists inline."""
-    pad = " " * indent
-    inner = " " * (indent + 1)
-    if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        items = [f"{inner}{json.dumps(k)}: {_dump(v, indent + 1)}" for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if isinstance(obj, list):
-        if all(not isinstance(v, (list, dict)) for v in obj):
-            return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in obj) + "]"
-        items = [inner + _dump(v, indent + 1) for v in obj]
-        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-    return json.dumps(obj, ensure_ascii=False)
-
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(_dump(obj) + "\n", encoding="utf-8")
-
-
-def versions():
-    import tokenizers
-    import transformers
-
-    return {
-        "transformers": transformers.__version__,
-        "FlagEmbedding": md.version("FlagEmbedding"),
-        "torch": torch.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
-
-
-def load_samples(name):
-    with open(SAMPLES / name, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def materialize(fixture_dir: Path, dst: Path) -> Path:

@@ -4,22 +4,13 @@
 //! Every case is checked twice: the token ids we build must equal the ids the reference model
 //! received, and our scores (raw and sigmoid) must match its scores.
 
+mod common;
+
+use common::{assert_batch_size_does_not_change_scores, options, SCORE_TOLERANCE};
 use rerank::{Dtype, ModelKind, Reranker, ScoreOptions, LLM_OPTIONS};
-use rerank_fixtures::{max_abs_diff, model_dir, reference, Case};
+use rerank_fixtures::{max_abs_diff, model_dir, reference};
 
 const MODEL: &str = "gemma-tiny";
-/// The issue asks for 1e-3; the f32 path reaches float noise.
-const SCORE_TOLERANCE: f32 = 1e-4;
-
-fn options(case: &Case, normalize: bool) -> ScoreOptions {
-    ScoreOptions {
-        normalize,
-        max_length: case.max_length,
-        query_max_length: case.query_max_length,
-        prompt: case.prompt.clone(),
-        ..ScoreOptions::default()
-    }
-}
 
 fn load() -> Reranker {
     Reranker::load_dir(MODEL, &model_dir(MODEL)).expect("load gemma fixture")
@@ -77,17 +68,7 @@ fn gemma_matches_flag_llm_reranker() {
 /// a time (each sequence has its own causal mask and positions).
 #[test]
 fn batch_size_does_not_change_scores() {
-    let reranker = load();
-    let case = &reference(MODEL).cases[0];
-    let one = ScoreOptions {
-        batch_size: 1,
-        ..options(case, false)
-    };
-    let a = reranker.compute_score(&case.pairs, &one).unwrap();
-    let b = reranker
-        .compute_score(&case.pairs, &options(case, false))
-        .unwrap();
-    assert!(max_abs_diff(&a, &b) < 1e-5);
+    assert_batch_size_does_not_change_scores(&load(), &reference(MODEL).cases[0]);
 }
 
 #[test]

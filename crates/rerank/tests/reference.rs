@@ -3,20 +3,11 @@
 //! Every case of `tests/fixtures/<model>.reference.json` is checked twice: the token ids we build
 //! must equal the ids the reference model received, and our scores must match its scores.
 
-use rerank::{Reranker, ScoreOptions, Truncation};
-use rerank_fixtures::{max_abs_diff, model_dir, reference, Case};
+mod common;
 
-const SCORE_TOLERANCE: f32 = 1e-4;
-
-fn options(case: &Case, normalize: bool) -> ScoreOptions {
-    ScoreOptions {
-        normalize,
-        max_length: case.max_length,
-        query_max_length: case.query_max_length,
-        truncation: case.truncation.parse::<Truncation>().expect("truncation"),
-        ..ScoreOptions::default()
-    }
-}
+use common::{assert_batch_size_does_not_change_scores, options, SCORE_TOLERANCE};
+use rerank::{Reranker, ScoreOptions};
+use rerank_fixtures::{max_abs_diff, model_dir, reference};
 
 fn check_model(name: &str) {
     let reranker = Reranker::load_dir(name, &model_dir(name)).expect("load fixture model");
@@ -80,16 +71,7 @@ fn bert_matches_flagembedding() {
 fn batch_size_does_not_change_scores() {
     let name = "xlmr-tiny";
     let reranker = Reranker::load_dir(name, &model_dir(name)).unwrap();
-    let case = &reference(name).cases[0];
-    let one = ScoreOptions {
-        batch_size: 1,
-        ..options(case, false)
-    };
-    let a = reranker.compute_score(&case.pairs, &one).unwrap();
-    let b = reranker
-        .compute_score(&case.pairs, &options(case, false))
-        .unwrap();
-    assert!(max_abs_diff(&a, &b) < 1e-5);
+    assert_batch_size_does_not_change_scores(&reranker, &reference(name).cases[0]);
 }
 
 #[test]
