@@ -203,8 +203,9 @@ pub struct BenchArgs {
     /// Untimed passes first.
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// This machine's GEMM peak in GOP/s of the chosen dtype, for the % column [default: the
-    /// 2-core Zen 4 reference machine's measured peaks: 200 for f32, 430 for bf16, 880 for int8].
+    /// The GEMM peak in GOP/s of the chosen dtype, for the % column [default: measured on this
+    /// machine before the run, by a register-only loop of the instruction the dtype's kernel
+    /// uses, on every thread; about a second].
     #[arg(long)]
     pub peak_gflops: Option<f64>,
     /// Print one JSON object instead of the table.

@@ -25,6 +25,7 @@ pub mod tokenize;
 
 pub use error::{Error, Result};
 pub use prompt::{PromptEncoder, PromptOptions};
+pub use rerank_models::kernels::peak;
 pub use rerank_models::{runtime, Dtype, ModelError, ModelKind};
 pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions, LLM_OPTIONS};
 pub use tokenize::{EncodedPair, EncodedQuery, PairEncoder, PairLimits, Truncation};

@@ -4,11 +4,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use rerank::peak::{self, Peak};
 use rerank::scores::{ranking, sigmoid};
 use rerank::{EncodedPair, PairLimits, Reranker, Truncation};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BenchArgs, DtypeArg};
+use crate::cli::BenchArgs;
 use crate::cmd::{load_reranker, print_json};
 
 /// One scoring call of the workload.
@@ -44,6 +45,10 @@ struct Report {
     avg_postprocess_time: f64,
     gflops: f64,
     peak_pct: f64,
+    /// The peak the % is of, in GOP/s.
+    peak_gops: f64,
+    /// Where that peak comes from: the instruction measured, or `--peak-gflops`.
+    peak_source: String,
     peak_rss_mb: f64,
 }
 
@@ -89,9 +94,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let dtype = format!("{:?}", args.model.dtype).to_lowercase();
-    let peak = args
-        .peak_gflops
-        .unwrap_or_else(|| reference_peak_gflops(args.model.dtype));
+    let peak = match args.peak_gflops {
+        Some(gops) => Peak {
+            gops,
+            instruction: "--peak-gflops",
+        },
+        None => peak::peak(args.model.dtype.dtype()),
+    };
     let report = report(workload, dtype, &times, peak);
     if args.json {
         print_json(&report)
@@ -210,16 +219,7 @@ fn run_pass(
     Ok(t)
 }
 
-/// GEMM peaks (GOP/s, 2 threads) measured on the 2-core Zen 4 reference machine.
-fn reference_peak_gflops(dtype: DtypeArg) -> f64 {
-    match dtype {
-        DtypeArg::F32 => 200.0,
-        DtypeArg::Bf16 => 430.0,
-        DtypeArg::Int8 => 880.0,
-    }
-}
-
-fn report(workload: String, dtype: String, t: &Times, peak_gflops: f64) -> Report {
+fn report(workload: String, dtype: String, t: &Times, peak: Peak) -> Report {
     let e2e = (t.pre + t.infer + t.post).as_secs_f64();
     let calls = t.calls.max(1) as f64;
     let gflops = t.flops / t.infer.as_secs_f64().max(1e-9) / 1e9;
@@ -236,7 +236,9 @@ fn report(workload: String, dtype: String, t: &Times, peak_gflops: f64) -> Repor
         avg_preprocess_time: t.pre.as_secs_f64() / calls,
         avg_postprocess_time: t.post.as_secs_f64() / calls,
         gflops,
-        peak_pct: 100.0 * gflops / peak_gflops,
+        peak_pct: 100.0 * gflops / peak.gops,
+        peak_gops: peak.gops,
+        peak_source: peak.instruction.to_string(),
         peak_rss_mb: peak_rss_mb(),
     }
 }
@@ -268,6 +270,10 @@ fn print_table(r: &Report) {
     println!(
         "GFLOP/s               {:.1} ({:.0} % of peak)",
         r.gflops, r.peak_pct
+    );
+    println!(
+        "peak                  {:.1} GOP/s ({}, {} threads)",
+        r.peak_gops, r.peak_source, r.threads
     );
     println!("peak RSS              {:.0} MiB", r.peak_rss_mb);
 }

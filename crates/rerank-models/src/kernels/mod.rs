@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod bf16_gemm;
 pub mod int8_gemm;
+pub mod peak;
 
 use std::mem::MaybeUninit;
 
