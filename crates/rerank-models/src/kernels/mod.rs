@@ -1,16 +1,19 @@
 //! CPU kernels that are the product: GEMMs on weights pre-packed at load for the instruction
 //! that consumes them, chosen at run time from the CPU's features.
 //!
-//! Both kernels share one tiling: weights in panels of [`NR`] output columns, [`MR`]-row
+//! The AVX-512 kernels share one tiling: weights in panels of [`NR`] output columns, [`MR`]-row
 //! micro-kernel tiles, [`MC`]-row blocks spread over the threads, and an output padded to whole
-//! tiles and panels that [`unpad`] cuts back.
+//! tiles and panels that [`unpad`] cuts back. Kernels for narrower registers (AVX2) use the same
+//! helpers with their own [`Tiling`].
 
 pub mod attention;
 pub mod bf16_gemm;
+pub mod bf16w_gemm;
 pub mod int8_gemm;
 pub mod peak;
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -23,6 +26,26 @@ pub(crate) const NR: usize = 48;
 pub(crate) const MR: usize = 8;
 /// Rows per parallel block (a block's packed activations stay in L2 across panels).
 pub(crate) const MC: usize = 64;
+
+/// A kernel's tile sizes: rows per micro-kernel call, output columns per packed panel, rows
+/// per parallel block (`mc` a multiple of `mr`), and the depth `kc` of one pass over a
+/// block's tiles (so that much of a panel stays in L1 while the block's tiles use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tiling {
+    pub(crate) mr: usize,
+    pub(crate) nr: usize,
+    pub(crate) mc: usize,
+    pub(crate) kc: usize,
+}
+
+/// The AVX-512 kernels' tiling ([`MR`] × [`NR`] tiles in [`MC`]-row blocks, the whole depth
+/// in one pass).
+pub(crate) const AVX512: Tiling = Tiling {
+    mr: MR,
+    nr: NR,
+    mc: MC,
+    kc: usize::MAX,
+};
 
 /// The first `m` rows and `n` columns of a padded `[_, ldc]` output.
 pub(crate) fn unpad(mut c: Vec<f32>, m: usize, n: usize, ldc: usize) -> Matrix {
@@ -77,15 +100,29 @@ impl PanelPrefetch {
         row0: usize,
         m_pad: usize,
     ) -> Self {
+        Self::next_panel_share_tiled(AVX512, data, panel_len, panel, panels, row0, m_pad)
+    }
+
+    /// [`PanelPrefetch::next_panel_share`] for a kernel with its own `tiling`.
+    pub(crate) fn next_panel_share_tiled<T>(
+        tiling: Tiling,
+        data: &[T],
+        panel_len: usize,
+        panel: usize,
+        panels: usize,
+        row0: usize,
+        m_pad: usize,
+    ) -> Self {
+        let Tiling { mr, mc, .. } = tiling;
         if panel + 1 >= panels {
             return Self {
                 start: std::ptr::null(),
                 lines: 0,
             };
         }
-        let block0 = row0 / MC * MC;
-        let tiles = (m_pad.min(block0 + MC) - block0) / MR;
-        let tile = (row0 - block0) / MR;
+        let block0 = row0 / mc * mc;
+        let tiles = (m_pad.min(block0 + mc) - block0) / mr;
+        let tile = (row0 - block0) / mr;
         let lines = (panel_len * std::mem::size_of::<T>()).div_ceil(64);
         let (first, end) = (tile * lines / tiles, (tile + 1) * lines / tiles);
         let next = data[(panel + 1) * panel_len..].as_ptr() as *const u8;
@@ -131,13 +168,33 @@ pub(crate) fn tiled_output(
     panels: usize,
     tile: impl Fn(usize, usize, *mut f32) + Sync,
 ) -> Vec<f32> {
-    let ldc = panels * NR;
-    assert!(m_pad.is_multiple_of(MR), "tile rows");
+    tiled_output_with(AVX512, m_pad, panels, 0, |row0, panel, _, corner| {
+        tile(row0, panel, corner)
+    })
+}
+
+/// [`tiled_output`] for a kernel with its own `tiling`: `mr`-row tiles, `nr`-column panels,
+/// `mc`-row blocks, and the depth `0..k` in passes of `kc`: `tile(row0, panel, depth, corner)`
+/// is called for each pass over a block's tiles in a panel, in order of depth (at least once,
+/// with `0..0`, when `k` is 0); the first pass must write the whole tile, later ones add to it.
+pub(crate) fn tiled_output_with(
+    tiling: Tiling,
+    m_pad: usize,
+    panels: usize,
+    k: usize,
+    tile: impl Fn(usize, usize, Range<usize>, *mut f32) + Sync,
+) -> Vec<f32> {
+    let Tiling { mr, nr, mc, kc } = tiling;
+    let ldc = panels * nr;
+    assert!(
+        m_pad.is_multiple_of(mr) && mc.is_multiple_of(mr),
+        "tile rows"
+    );
     let len = m_pad * ldc;
     let mut c: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
     // SAFETY: MaybeUninit needs no initialisation.
     unsafe { c.set_len(len) };
-    let blocks = m_pad.div_ceil(MC);
+    let blocks = m_pad.div_ceil(mc);
     let wanted = 2 * runtime::threads();
     let groups = if blocks >= wanted {
         1
@@ -148,11 +205,16 @@ pub(crate) fn tiled_output(
     let out = OutPtr(c.as_mut_ptr() as *mut f32);
     (0..blocks * groups).into_par_iter().for_each(|task| {
         let (block, group) = (task / groups, task % groups);
-        let rows = block * MC..((block + 1) * MC).min(m_pad);
+        let rows = block * mc..((block + 1) * mc).min(m_pad);
         for panel in group * per_group..((group + 1) * per_group).min(panels) {
-            for row0 in rows.clone().step_by(MR) {
-                // SAFETY: row0 + MR ≤ m_pad and panel < panels, so the tile lies inside `c`.
-                tile(row0, panel, unsafe { out.at(row0 * ldc + panel * NR) });
+            for k0 in (0..k.max(1)).step_by(kc) {
+                for row0 in rows.clone().step_by(mr) {
+                    let depth = k0..k0.saturating_add(kc).min(k);
+                    // SAFETY: row0 + mr ≤ m_pad and panel < panels, so the tile lies inside `c`.
+                    tile(row0, panel, depth, unsafe {
+                        out.at(row0 * ldc + panel * nr)
+                    });
+                }
             }
         }
     });
@@ -168,8 +230,24 @@ pub(crate) fn tiled_output(
 /// # Safety
 /// `corner` must start an `MR × NR` tile (row stride `ldc`) that the caller alone writes.
 pub(crate) unsafe fn post_process_tile(corner: *mut f32, ldc: usize, post: &dyn Fn(&mut [f32])) {
-    for r in 0..MR {
-        post(std::slice::from_raw_parts_mut(corner.add(r * ldc), NR));
+    post_process_tile_with(AVX512, corner, ldc, post)
+}
+
+/// [`post_process_tile`] for an `mr × nr` tile of `tiling`.
+///
+/// # Safety
+/// `corner` must start an `mr × nr` tile (row stride `ldc`) that the caller alone writes.
+pub(crate) unsafe fn post_process_tile_with(
+    tiling: Tiling,
+    corner: *mut f32,
+    ldc: usize,
+    post: &dyn Fn(&mut [f32]),
+) {
+    for r in 0..tiling.mr {
+        post(std::slice::from_raw_parts_mut(
+            corner.add(r * ldc),
+            tiling.nr,
+        ));
     }
 }
 

@@ -4,6 +4,7 @@ use gemm::Parallelism;
 
 use crate::error::Result;
 use crate::kernels::bf16_gemm::{self, PackedBf16};
+use crate::kernels::bf16w_gemm::{self, PackedBf16W};
 use crate::kernels::int8_gemm::{self, PackedInt8};
 use crate::layers::{Activation, Matrix};
 use crate::runtime;
@@ -19,6 +20,9 @@ enum Kernel {
     F32 { weight_t: Vec<f32> },
     /// bf16 pairs packed for the AVX512_BF16 kernel (the bias is folded in there).
     Bf16(PackedBf16),
+    /// bf16 weights packed for the AVX2+FMA kernel that widens them to f32 in registers (the
+    /// bias is folded in there).
+    Bf16W(PackedBf16W),
     /// int8 quads packed for the AVX512_VNNI kernel (the bias is folded in there).
     Int8(PackedInt8),
 }
@@ -96,8 +100,10 @@ impl Linear {
         Self::from_parts_as(weight, bias, in_dim, out_dim, Dtype::F32)
     }
 
-    /// Builds a layer in `dtype`. bf16 and int8 run their AVX-512 kernels where the CPU has
-    /// the instructions; elsewhere they keep the rounded/quantised weights on the f32 path.
+    /// Builds a layer in `dtype`. bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16, else
+    /// keeps its weights in bf16 and widens them to f32 in registers where it has AVX2+FMA;
+    /// int8 runs its AVX512_VNNI kernel. Elsewhere both keep the rounded/quantised weights on
+    /// the f32 path.
     pub fn from_parts_as(
         weight: &[f32],
         bias: Option<Vec<f32>>,
@@ -108,6 +114,9 @@ impl Linear {
         let kernel = match dtype {
             Dtype::Bf16 if bf16_gemm::supported() => {
                 Kernel::Bf16(PackedBf16::pack(weight, bias.as_deref(), in_dim, out_dim))
+            }
+            Dtype::Bf16 if bf16w_gemm::supported() => {
+                Kernel::Bf16W(PackedBf16W::pack(weight, bias.as_deref(), in_dim, out_dim))
             }
             Dtype::Bf16 => {
                 let rounded: Vec<f32> = weight
@@ -150,10 +159,21 @@ impl Linear {
         self.in_dim
     }
 
+    /// The kernel this layer runs on this CPU (for logs and benchmarks).
+    pub fn kernel_name(&self) -> &'static str {
+        match self.kernel {
+            Kernel::F32 { .. } => "f32 (gemm crate)",
+            Kernel::Bf16(_) => "bf16 (AVX512_BF16 vdpbf16ps)",
+            Kernel::Bf16W(_) => "bf16 weights widened to f32 (AVX2+FMA)",
+            Kernel::Int8(_) => "int8 (AVX512_VNNI)",
+        }
+    }
+
     /// `x·Wᵀ + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
     pub fn forward(&self, x: &Matrix) -> Matrix {
         match &self.kernel {
             Kernel::Bf16(packed) => packed.matmul(x, None),
+            Kernel::Bf16W(packed) => packed.matmul(x, None),
             Kernel::Int8(packed) => packed.matmul(x, None),
             Kernel::F32 { weight_t } => self.forward_f32(weight_t, x),
         }
@@ -165,6 +185,7 @@ impl Linear {
         let post = |values: &mut [f32]| act.apply_serial(values);
         match &self.kernel {
             Kernel::Bf16(packed) => packed.matmul(x, Some(&post)),
+            Kernel::Bf16W(packed) => packed.matmul(x, Some(&post)),
             Kernel::Int8(packed) => packed.matmul(x, Some(&post)),
             Kernel::F32 { weight_t } => {
                 let mut out = self.forward_f32(weight_t, x);
