@@ -31,7 +31,9 @@ pub enum Dtype {
     /// f32 weights and activations (the reference's numbers).
     #[default]
     F32,
-    /// bf16 weights and activations, f32 accumulation (AVX512_BF16 where the CPU has it).
+    /// bf16 weights, f32 accumulation: with AVX512_BF16 the activations are rounded to bf16 too
+    /// (`vdpbf16ps`); elsewhere, with AVX2+FMA, bf16 weights are widened in registers and
+    /// multiplied with f32 activations; without either, bf16-rounded weights run the f32 path.
     Bf16,
     /// int8 weights (per-channel scales) and activations (dynamic per-token scales), i32
     /// accumulation (AVX512_VNNI where the CPU has it).
