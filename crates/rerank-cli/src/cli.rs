@@ -49,6 +49,11 @@ pub struct ModelArgs {
     /// move scores slightly (see BENCHMARKS.md).
     #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
+    /// bge-reranker-v2.5-gemma2-lightweight only: apply Gemma-2's attention-logit soft-cap
+    /// (transformers' eager attention). Off by default, as FlagEmbedding runs the model (sdpa
+    /// attention, no cap); scores differ slightly.
+    #[arg(long, env = "RERANK_ATTENTION_SOFTCAP")]
+    pub attention_softcap: bool,
 }
 
 /// Compute precisions the engine offers.
@@ -93,10 +98,11 @@ pub struct ScoringArgs {
     /// the passage's tail); `longest-first` = TEI / sentence-transformers.
     #[arg(long, value_enum, default_value_t = TruncationArg::Flag)]
     pub truncation: TruncationArg,
-    /// LLM rerankers (bge-reranker-v2-gemma) only: the instruction after each pair [default:
-    /// FlagLLMReranker's "Given a query A and a passage B, determine whether the passage
-    /// contains an answer to the query by providing a prediction of either 'Yes' or 'No'."].
-    /// An error for cross-encoders.
+    /// LLM rerankers only: the instruction after each pair [default: FlagEmbedding's for the
+    /// model: "Given a query A and a passage B, determine whether the passage contains an
+    /// answer to the query by providing a prediction of either 'Yes' or 'No'." (v2-gemma,
+    /// v2-minicpm-layerwise), "Predict whether passage B contains an answer to query A."
+    /// (v2.5-gemma2-lightweight)]. An error for cross-encoders.
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
     /// LLM rerankers only: the text put before each query [default: "A: "].
@@ -105,6 +111,20 @@ pub struct ScoringArgs {
     /// LLM rerankers only: the text put before each passage [default: "B: "].
     #[arg(long, value_name = "TEXT")]
     pub passage_instruction: Option<String>,
+    /// Layerwise LLM rerankers (v2-minicpm-layerwise, v2.5-gemma2-lightweight) only: score
+    /// with the hidden state after these layers, ascending, comma-separated [default: the
+    /// last layer]. Fewer layers run faster; layers past the deepest are not computed.
+    /// `rerank score` prints one array per layer when several are given.
+    #[arg(long, value_name = "L[,L…]", value_delimiter = ',')]
+    pub cutoff_layers: Option<Vec<usize>>,
+    /// v2.5-gemma2-lightweight only: average the passage's tokens in groups of 1, 2, 4 or 8
+    /// before each --compress-layers layer [default: 1, no compression].
+    #[arg(long, value_name = "R")]
+    pub compress_ratio: Option<usize>,
+    /// v2.5-gemma2-lightweight only: the layers before which the passage is compressed,
+    /// comma-separated [default: 8].
+    #[arg(long, value_name = "L[,L…]", value_delimiter = ',')]
+    pub compress_layers: Option<Vec<usize>>,
 }
 
 /// Pair length limits shared by the server's APIs.
@@ -244,6 +264,9 @@ impl ScoringArgs {
             prompt: self.prompt.clone(),
             query_instruction: self.query_instruction.clone(),
             passage_instruction: self.passage_instruction.clone(),
+            cutoff_layers: self.cutoff_layers.clone(),
+            compress_ratio: self.compress_ratio,
+            compress_layers: self.compress_layers.clone(),
         }
     }
 }

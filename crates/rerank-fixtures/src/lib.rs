@@ -134,3 +134,96 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Scores as FlagEmbedding returns them: a flat list for one layer, one list per layer for
+/// several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ScoreLists {
+    /// One layer.
+    Flat(Vec<f32>),
+    /// Several layers, ascending.
+    Nested(Vec<Vec<f32>>),
+}
+
+impl ScoreLists {
+    /// One list per layer.
+    pub fn lists(&self) -> Vec<Vec<f32>> {
+        match self {
+            ScoreLists::Flat(list) => vec![list.clone()],
+            ScoreLists::Nested(lists) => lists.clone(),
+        }
+    }
+}
+
+/// One recorded case of a layerwise LLM reranker (`minicpm-tiny`, `gemma2-tiny`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LayerCase {
+    /// e.g. `cutoffs-multi-512`.
+    pub name: String,
+    /// Pair length limit.
+    pub max_length: usize,
+    /// Query length limit.
+    pub query_max_length: Option<usize>,
+    /// The prompt (`None`: the model's default).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// `cutoff_layers` as passed (`None`: the default; an integer is a list of one).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub cutoff_layers: Option<Vec<usize>>,
+    /// The layers the returned lists belong to, ascending.
+    pub layers: Vec<usize>,
+    /// Per pair (Gemma-2 lightweight): tokens before the passage (`bos + query + sep`).
+    #[serde(default)]
+    pub query_lengths: Option<Vec<usize>>,
+    /// Gemma-2 lightweight: tokens after the passage (`sep + prompt`).
+    #[serde(default)]
+    pub prompt_length: Option<usize>,
+    /// `compress_ratio` as passed.
+    #[serde(default)]
+    pub compress_ratio: Option<usize>,
+    /// `compress_layers` as passed.
+    #[serde(default)]
+    pub compress_layers: Option<Vec<usize>>,
+    /// The `[query, passage]` pairs.
+    pub pairs: Vec<(String, String)>,
+    /// The exact ids the reference model received.
+    pub input_ids: Vec<Vec<u32>>,
+    /// Raw scores.
+    pub scores: ScoreLists,
+    /// Sigmoid of the scores.
+    pub normalized: ScoreLists,
+    /// Eager-attention scores with the attention soft-cap (some Gemma-2 cases).
+    #[serde(default)]
+    pub scores_attn_softcap: Option<ScoreLists>,
+}
+
+/// An integer or a list of integers, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(usize),
+        Many(Vec<usize>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(l) => vec![l],
+        OneOrMany::Many(list) => list,
+    }))
+}
+
+/// A layerwise `<model>.reference.json` file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LayerReference {
+    /// Fixture model name.
+    pub model: String,
+    /// The recorded cases.
+    pub cases: Vec<LayerCase>,
+}
+
+/// Reads a layerwise `tests/fixtures/<model>.reference.json`.
+pub fn layer_reference(model: &str) -> LayerReference {
+    let path = fixtures_root().join(format!("{model}.reference.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("parse layerwise reference")
+}

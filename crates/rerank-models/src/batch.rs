@@ -13,6 +13,19 @@ pub struct PackedBatch {
     pub token_type_ids: Vec<u32>,
     /// Cumulative sequence lengths: `len() == sequences + 1`, starts at 0.
     pub cu_seqlens: Vec<usize>,
+    /// LLM rerankers: where the passage lies in each sequence (one per sequence, or empty
+    /// when the batch was built without them; token compression needs them).
+    pub spans: Vec<PromptSpan>,
+}
+
+/// Where the passage lies in an LLM reranker's sequence: `head` tokens before it (`bos +
+/// query + sep`) and `tail` after it (`sep + prompt`); the rest is the passage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptSpan {
+    /// Tokens before the passage.
+    pub head: usize,
+    /// Tokens after the passage.
+    pub tail: usize,
 }
 
 impl PackedBatch {
@@ -42,6 +55,24 @@ impl PackedBatch {
         self.input_ids.extend_from_slice(input_ids);
         self.token_type_ids.extend_from_slice(token_type_ids);
         self.cu_seqlens.push(self.input_ids.len());
+        Ok(())
+    }
+
+    /// Appends one LLM sequence (token types 0) with its passage span.
+    pub fn push_with_span(&mut self, input_ids: &[u32], span: PromptSpan) -> Result<()> {
+        if span.head + span.tail > input_ids.len() {
+            return Err(ModelError::Input(format!(
+                "prompt span {span:?} is longer than the sequence ({} tokens)",
+                input_ids.len()
+            )));
+        }
+        if self.spans.len() != self.len() {
+            return Err(ModelError::Input(
+                "cannot mix sequences with and without prompt spans".into(),
+            ));
+        }
+        self.push(input_ids, &vec![0; input_ids.len()])?;
+        self.spans.push(span);
         Ok(())
     }
 

@@ -12,13 +12,15 @@ pub mod batch;
 pub mod error;
 pub mod kernels;
 pub mod layers;
+pub mod layerwise;
 pub mod models;
 pub mod runtime;
 pub mod weights;
 
-pub use batch::PackedBatch;
+pub use batch::{PackedBatch, PromptSpan};
 pub use error::{ModelError, Result};
 pub use layers::Matrix;
+pub use layerwise::{LayerPlan, LayerRequest, LayerSupport};
 pub use models::{
     load_cross_encoder, load_cross_encoder_with, load_text_encoder, model_kind, CrossEncoder,
     LoadOptions, ModelKind, TextEncoder,

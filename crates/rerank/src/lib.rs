@@ -1,5 +1,6 @@
-//! Run BAAI BGE rerankers (cross-encoders and the LLM reranker bge-reranker-v2-gemma) in Rust
-//! with the scores FlagEmbedding gives.
+//! Run BAAI BGE rerankers (cross-encoders and the LLM rerankers bge-reranker-v2-gemma,
+//! -v2-minicpm-layerwise and -v2.5-gemma2-lightweight) in Rust with the scores FlagEmbedding
+//! gives.
 //!
 //! ```no_run
 //! use rerank::{Reranker, ScoreOptions};
@@ -11,10 +12,13 @@
 //! # Ok::<(), rerank::Error>(())
 //! ```
 //!
-//! Scores are FlagEmbedding's `FlagReranker.compute_score` (`FlagLLMReranker` for
-//! `GemmaForCausalLM` folders): raw logits, or their sigmoid with [`ScoreOptions::normalize`].
-//! Pairs are tokenized exactly as FlagEmbedding does (see [`Truncation`] and [`prompt`]); an LLM
-//! reranker takes a per-call [`ScoreOptions::prompt`].
+//! Scores are FlagEmbedding's `FlagReranker.compute_score` (`FlagLLMReranker`,
+//! `LayerWiseFlagLLMReranker`, `LightWeightFlagLLMReranker` for the LLM rerankers): raw logits,
+//! or their sigmoid with [`ScoreOptions::normalize`]. Pairs are tokenized exactly as
+//! FlagEmbedding does (see [`Truncation`] and [`prompt`]); an LLM reranker takes a per-call
+//! [`ScoreOptions::prompt`], the layerwise ones [`ScoreOptions::cutoff_layers`] (several at
+//! once with [`Reranker::compute_score_layers`]) and the lightweight one
+//! [`ScoreOptions::compress_ratio`] / [`ScoreOptions::compress_layers`].
 
 pub mod error;
 pub mod hub;
@@ -26,7 +30,9 @@ pub mod tokenize;
 pub use error::{Error, Result};
 pub use prompt::{PromptEncoder, PromptOptions};
 pub use rerank_models::kernels::peak;
-pub use rerank_models::{runtime, Dtype, ModelError, ModelKind};
-pub use reranker::{Ranked, Reranker, RerankerBuilder, ScoreOptions, LLM_OPTIONS};
+pub use rerank_models::{
+    runtime, Dtype, LayerPlan, LayerRequest, LayerSupport, ModelError, ModelKind, PromptSpan,
+};
+pub use reranker::{LayerScores, Ranked, Reranker, RerankerBuilder, ScoreOptions, LLM_OPTIONS};
 pub use tokenize::{EncodedPair, EncodedQuery, PairEncoder, PairLimits, Truncation};
 pub use tokenizers::TruncationDirection;

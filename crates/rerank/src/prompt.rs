@@ -4,7 +4,7 @@
 //! ```text
 //! q      = tok(query_instruction + query)[:query_max_length]       (no special tokens)
 //! p      = tok(passage_instruction + passage)[:max_length]
-//! first  = [bos] + q               (bos only if the tokenizer's bos ≠ pad)
+//! first  = [bos] + q               (v2-gemma: bos only if the tokenizer's bos ≠ pad)
 //! second = sep + p                 (sep = tok("\n"))
 //! pair   = only_second(first, second, max_length + len(sep) + len(prompt)) + sep + prompt
 //! ```
@@ -14,13 +14,17 @@
 
 use std::path::Path;
 
+use rerank_models::{ModelKind, PromptSpan};
 use tokenizers::{Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
 use crate::tokenize::{EncodedPair, PairLimits};
 
-/// FlagLLMReranker's default prompt (bge-reranker-v2-gemma).
+/// FlagLLMReranker's default prompt (bge-reranker-v2-gemma; also the layerwise MiniCPM's).
 pub const DEFAULT_PROMPT: &str = "Given a query A and a passage B, determine whether the passage contains an answer to the query by providing a prediction of either 'Yes' or 'No'.";
+/// LightWeightFlagLLMReranker's default prompt (bge-reranker-v2.5-gemma2-lightweight).
+pub const LIGHTWEIGHT_DEFAULT_PROMPT: &str =
+    "Predict whether passage B contains an answer to query A.";
 /// FlagLLMReranker's default `query_instruction_for_rerank`.
 pub const DEFAULT_QUERY_INSTRUCTION: &str = "A: ";
 /// FlagLLMReranker's default `passage_instruction_for_rerank`.
@@ -64,17 +68,21 @@ pub struct PreparedPrompt {
 /// Tokenizes pairs for an LLM reranker (see the module documentation).
 pub struct PromptEncoder {
     tokenizer: Tokenizer,
-    /// Prepended to the query when the tokenizer's BOS differs from its padding token.
+    /// Prepended to the query (v2-gemma: only when the tokenizer's BOS differs from its
+    /// padding token; the layerwise and lightweight rerankers always).
     bos: Option<u32>,
+    /// The prompt when a call sets none.
+    default_prompt: &'static str,
     /// `tok("\n")`.
     sep: Vec<u32>,
     score_token: u32,
 }
 
 impl PromptEncoder {
-    /// Loads `tokenizer.json` from a model folder; the BOS and padding tokens come from
-    /// `tokenizer_config.json` (as transformers reads them), else from `config.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self> {
+    /// Loads `tokenizer.json` from the folder of an LLM reranker of family `kind`; the BOS
+    /// and padding tokens come from `tokenizer_config.json` (as transformers reads them), else
+    /// from `config.json`.
+    pub fn from_dir(dir: &Path, kind: ModelKind) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&path)
             .map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
@@ -84,8 +92,14 @@ impl PromptEncoder {
         tokenizer.with_padding(None);
         let special = |name: &str| special_token_id(dir, &tokenizer, name);
         let (bos, pad) = (special("bos")?, special("pad")?);
+        let (bos, default_prompt) = match kind {
+            ModelKind::Gemma2Lightweight => (bos, LIGHTWEIGHT_DEFAULT_PROMPT),
+            ModelKind::MiniCpmLayerwise => (bos, DEFAULT_PROMPT),
+            _ => (bos.filter(|&b| Some(b) != pad), DEFAULT_PROMPT),
+        };
         let mut encoder = Self {
-            bos: bos.filter(|&b| Some(b) != pad),
+            bos,
+            default_prompt,
             sep: Vec::new(),
             score_token: 0,
             tokenizer,
@@ -98,7 +112,12 @@ impl PromptEncoder {
         Ok(encoder)
     }
 
-    /// The id of the token whose logit is the score (`tok("Yes")[0]`).
+    /// The prompt a call without one gets.
+    pub fn default_prompt(&self) -> &'static str {
+        self.default_prompt
+    }
+
+    /// The id of the token whose logit is the score (`tok("Yes")[0]`; v2-gemma only).
     pub fn score_token(&self) -> u32 {
         self.score_token
     }
@@ -111,7 +130,7 @@ impl PromptEncoder {
     /// Tokenizes the prompt of one call.
     pub fn prepare(&self, opts: &PromptOptions) -> Result<PreparedPrompt> {
         Ok(PreparedPrompt {
-            prompt: self.tokenize(opts.prompt.as_deref().unwrap_or(DEFAULT_PROMPT))?,
+            prompt: self.tokenize(opts.prompt.as_deref().unwrap_or(self.default_prompt))?,
             query_instruction: opts
                 .query_instruction
                 .clone()
@@ -177,12 +196,19 @@ impl PromptEncoder {
             let keep = second.len() - (total - budget);
             cut(&mut second, keep, dir);
         }
+        // The passage lies between `first + sep` and `sep + prompt`; when the cut reached into
+        // a multi-token separator, there is no passage left (FlagEmbedding's lengths would
+        // then overlap).
+        let tail = self.sep.len() + prompt.prompt.len();
+        let head = (ids.len() + self.sep.len()).min(ids.len() + second.len());
+        let span = PromptSpan { head, tail };
         ids.extend(second);
         ids.extend(&self.sep);
         ids.extend(&prompt.prompt);
         Ok(EncodedPair {
             type_ids: vec![0; ids.len()],
             ids,
+            span: Some(span),
         })
     }
 

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rerank_models::{CrossEncoder, Dtype, LoadOptions, ModelKind, PackedBatch};
+use rerank_models::{
+    CrossEncoder, Dtype, LayerPlan, LayerRequest, LoadOptions, ModelKind, PackedBatch,
+};
 
 use crate::error::{Error, Result};
 use crate::hub;
@@ -14,6 +16,22 @@ use crate::tokenize::{EncodedPair, PairEncoder, PairLimits, Truncation};
 
 /// The options of [`ScoreOptions`] that only the LLM rerankers take.
 pub const LLM_OPTIONS: [&str; 3] = ["prompt", "query_instruction", "passage_instruction"];
+/// [`LLM_OPTIONS`] and the layer option of the layerwise MiniCPM reranker.
+const LAYERWISE_OPTIONS: [&str; 4] = [
+    "prompt",
+    "query_instruction",
+    "passage_instruction",
+    "cutoff_layers",
+];
+/// [`LLM_OPTIONS`] and the layer and compression options of the lightweight Gemma-2 reranker.
+const LIGHTWEIGHT_OPTIONS: [&str; 6] = [
+    "prompt",
+    "query_instruction",
+    "passage_instruction",
+    "cutoff_layers",
+    "compress_ratio",
+    "compress_layers",
+];
 
 /// Options of one scoring call; the defaults are FlagReranker's (FlagLLMReranker's for the LLM
 /// rerankers).
@@ -36,6 +54,13 @@ pub struct ScoreOptions {
     pub query_instruction: Option<String>,
     /// LLM rerankers: the text before each passage (`None` = `"B: "`).
     pub passage_instruction: Option<String>,
+    /// Layerwise rerankers: the layers to score at, ascending (`None` = the last layer).
+    /// Several are for [`Reranker::compute_score_layers`].
+    pub cutoff_layers: Option<Vec<usize>>,
+    /// Lightweight reranker: passage tokens averaged into one (1, 2, 4, 8; `None` = 1, off).
+    pub compress_ratio: Option<usize>,
+    /// Lightweight reranker: layers before which the passage is compressed (`None` = `[8]`).
+    pub compress_layers: Option<Vec<usize>>,
 }
 
 impl Default for ScoreOptions {
@@ -49,6 +74,9 @@ impl Default for ScoreOptions {
             prompt: None,
             query_instruction: None,
             passage_instruction: None,
+            cutoff_layers: None,
+            compress_ratio: None,
+            compress_layers: None,
         }
     }
 }
@@ -83,6 +111,27 @@ impl ScoreOptions {
     }
 }
 
+impl ScoreOptions {
+    /// The layer options of this call.
+    pub fn layer_request(&self) -> LayerRequest {
+        LayerRequest {
+            cutoff_layers: self.cutoff_layers.clone(),
+            compress_ratio: self.compress_ratio,
+            compress_layers: self.compress_layers.clone(),
+        }
+    }
+}
+
+/// Scores at several layers ([`Reranker::compute_score_layers`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerScores {
+    /// The layers, ascending (empty for a model without layer options, whose one list is
+    /// its usual score).
+    pub layers: Vec<usize>,
+    /// One score per pair for each layer (`scores[i]` belongs to `layers[i]`).
+    pub scores: Vec<Vec<f32>>,
+}
+
 /// One ranked document.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Ranked {
@@ -100,9 +149,17 @@ pub struct RerankerBuilder {
     model: String,
     threads: Option<usize>,
     dtype: Dtype,
+    attention_softcap: bool,
 }
 
 impl RerankerBuilder {
+    /// Gemma-2 lightweight: apply the attention-logit soft-cap, as transformers' eager
+    /// attention does (default off: FlagEmbedding runs sdpa attention, which skips it).
+    pub fn attention_softcap(mut self, on: bool) -> Self {
+        self.attention_softcap = on;
+        self
+    }
+
     /// Number of CPU threads (default: all cores).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
@@ -119,7 +176,7 @@ impl RerankerBuilder {
     pub fn build(self) -> Result<Reranker> {
         rerank_models::runtime::set_threads(self.threads.unwrap_or(0));
         let dir = hub::resolve_model(&self.model)?;
-        Reranker::load_dir_as(&self.model, &dir, self.dtype)
+        Reranker::load_dir_with(&self.model, &dir, self.dtype, self.attention_softcap)
     }
 }
 
@@ -147,6 +204,7 @@ impl Reranker {
             model: model.into(),
             threads: None,
             dtype: Dtype::F32,
+            attention_softcap: false,
         }
     }
 
@@ -157,9 +215,20 @@ impl Reranker {
 
     /// Loads a reranker from a resolved model folder in the given precision.
     pub fn load_dir_as(model_id: &str, dir: &Path, dtype: Dtype) -> Result<Self> {
+        Self::load_dir_with(model_id, dir, dtype, false)
+    }
+
+    /// [`Reranker::load_dir_as`] with the Gemma-2 attention soft-cap switch
+    /// ([`RerankerBuilder::attention_softcap`]).
+    pub fn load_dir_with(
+        model_id: &str,
+        dir: &Path,
+        dtype: Dtype,
+        attention_softcap: bool,
+    ) -> Result<Self> {
         let kind = rerank_models::model_kind(dir)?;
         let (encoder, score_token) = if kind.is_llm() {
-            let prompt = PromptEncoder::from_dir(dir)?;
+            let prompt = PromptEncoder::from_dir(dir, kind)?;
             let token = prompt.score_token();
             (InputEncoder::Prompt(prompt), Some(token))
         } else {
@@ -167,8 +236,12 @@ impl Reranker {
             let pairs = PairEncoder::from_file(&tokenizer, kind == ModelKind::Bert)?;
             (InputEncoder::Pair(pairs), None)
         };
-        let model =
-            rerank_models::load_cross_encoder_with(dir, &LoadOptions { dtype, score_token })?;
+        let load = LoadOptions {
+            dtype,
+            score_token,
+            attention_softcap,
+        };
+        let model = rerank_models::load_cross_encoder_with(dir, &load)?;
         Ok(Self {
             model_id: model_id.to_string(),
             dir: dir.to_path_buf(),
@@ -209,13 +282,50 @@ impl Reranker {
     }
 
     /// The names of the [`ScoreOptions`] fields only some models take that this one accepts:
-    /// [`LLM_OPTIONS`] for the LLM rerankers, none for the cross-encoders.
+    /// [`LLM_OPTIONS`] for the LLM rerankers (plus `cutoff_layers` for the layerwise ones and
+    /// `compress_ratio` / `compress_layers` for the lightweight one), none for the
+    /// cross-encoders.
     pub fn model_options(&self) -> &'static [&'static str] {
-        if self.kind().is_llm() {
-            &LLM_OPTIONS
-        } else {
-            &[]
+        match self.kind() {
+            ModelKind::MiniCpmLayerwise => &LAYERWISE_OPTIONS,
+            ModelKind::Gemma2Lightweight => &LIGHTWEIGHT_OPTIONS,
+            kind if kind.is_llm() => &LLM_OPTIONS,
+            _ => &[],
         }
+    }
+
+    /// The layers a cutoff may name and whether the model compresses (`None`: the model
+    /// takes no layer options).
+    pub fn layer_support(&self) -> Option<rerank_models::LayerSupport> {
+        self.model.layer_support()
+    }
+
+    /// Checks the layer options of a call and returns what the model will run (`None` for a
+    /// model without layer options, which must then have none set).
+    pub fn plan_layers(&self, request: &LayerRequest) -> Result<Option<LayerPlan>> {
+        match self.model.layer_support() {
+            Some(support) => support.plan(request).map(Some).map_err(Error::Input),
+            None => match request.set_names().first() {
+                Some(name) => Err(Error::Input(format!(
+                    "option `{name}` is only for the layerwise LLM rerankers; {} takes none",
+                    self.kind().architecture()
+                ))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// [`Reranker::plan_layers`] for the calls that return one score per pair: an error when
+    /// several cutoff layers are asked for.
+    pub fn plan_single_layer(&self, request: &LayerRequest) -> Result<Option<LayerPlan>> {
+        let plan = self.plan_layers(request)?;
+        if let Some(p) = plan.as_ref().filter(|p| p.cutoffs.len() > 1) {
+            return Err(Error::Input(format!(
+                "cutoff_layers {:?} asks for several layers; this call returns one score per                  pair, so name exactly one",
+                p.cutoffs
+            )));
+        }
+        Ok(plan)
     }
 
     /// Checks `opts` for this model: [`ScoreOptions::limits`], then the options the model does
@@ -360,6 +470,20 @@ impl Reranker {
     /// Raw logits of already encoded pairs, in input order. Runs longest first in batches of
     /// `batch_size` pairs.
     pub fn score_encoded(&self, encoded: &[EncodedPair], batch_size: usize) -> Result<Vec<f32>> {
+        Ok(self
+            .score_encoded_plan(encoded, batch_size, None)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`Reranker::score_encoded`] at each cutoff of `plan` (`[cutoff][pair]`; `None` = the
+    /// model's one default score).
+    pub fn score_encoded_plan(
+        &self,
+        encoded: &[EncodedPair],
+        batch_size: usize,
+        plan: Option<&LayerPlan>,
+    ) -> Result<Vec<Vec<f32>>> {
         let max = self.model.max_sequence_length();
         if let Some((i, e)) = encoded.iter().enumerate().find(|(_, e)| e.ids.len() > max) {
             return Err(Error::Input(format!(
@@ -369,24 +493,41 @@ impl Reranker {
         }
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        let mut scores = vec![0.0f32; encoded.len()];
+        let layers = plan.map_or(1, |p| p.cutoffs.len());
+        let compressing = plan.is_some_and(|p| p.compress_ratio > 1);
+        let mut scores = vec![vec![0.0f32; encoded.len()]; layers];
         for chunk in order.chunks(batch_size.max(1)) {
             let mut batch = PackedBatch::new();
             for &i in chunk {
-                batch.push(&encoded[i].ids, &encoded[i].type_ids)?;
+                match encoded[i].span {
+                    Some(span) if compressing => batch.push_with_span(&encoded[i].ids, span)?,
+                    _ => batch.push(&encoded[i].ids, &encoded[i].type_ids)?,
+                }
             }
-            for (&i, s) in chunk.iter().zip(self.model.score(&batch)?) {
-                scores[i] = s;
+            let chunk_scores = match plan {
+                Some(plan) => self.model.score_plan(&batch, plan)?,
+                None => vec![self.model.score(&batch)?],
+            };
+            for (all, layer) in scores.iter_mut().zip(chunk_scores) {
+                for (&i, s) in chunk.iter().zip(layer) {
+                    all[i] = s;
+                }
             }
         }
         Ok(scores)
     }
 
-    /// The scores `opts` asks for (logits or their sigmoid) of encoded pairs, in order.
-    fn scores_of(&self, encoded: &[EncodedPair], opts: &ScoreOptions) -> Result<Vec<f32>> {
-        let mut scores = self.score_encoded(encoded, opts.batch_size)?;
+    /// The scores `opts` asks for (logits or their sigmoid) of encoded pairs, in order, at
+    /// each cutoff of `plan`.
+    fn scores_of(
+        &self,
+        encoded: &[EncodedPair],
+        opts: &ScoreOptions,
+        plan: Option<&LayerPlan>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut scores = self.score_encoded_plan(encoded, opts.batch_size, plan)?;
         if opts.normalize {
-            scores.iter_mut().for_each(|s| *s = sigmoid(*s));
+            scores.iter_mut().flatten().for_each(|s| *s = sigmoid(*s));
         }
         Ok(scores)
     }
@@ -399,8 +540,32 @@ impl Reranker {
         P: AsRef<str> + Sync,
     {
         let limits = self.check_options(opts)?;
+        let plan = self.plan_single_layer(&opts.layer_request())?;
         let encoded = self.encode_pairs_with(pairs, &limits, &opts.prompt_options())?;
-        self.scores_of(&encoded, opts)
+        Ok(self
+            .scores_of(&encoded, opts, plan.as_ref())?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// `compute_score(pairs, cutoff_layers=[…])` of the layerwise rerankers: one list of
+    /// scores per requested layer, ascending, as FlagEmbedding returns them. Models without
+    /// layers give their one score list at their last layer.
+    pub fn compute_score_layers<Q, P>(
+        &self,
+        pairs: &[(Q, P)],
+        opts: &ScoreOptions,
+    ) -> Result<LayerScores>
+    where
+        Q: AsRef<str> + Sync,
+        P: AsRef<str> + Sync,
+    {
+        let limits = self.check_options(opts)?;
+        let plan = self.plan_layers(&opts.layer_request())?;
+        let encoded = self.encode_pairs_with(pairs, &limits, &opts.prompt_options())?;
+        let scores = self.scores_of(&encoded, opts, plan.as_ref())?;
+        let layers = plan.map(|p| p.cutoffs).unwrap_or_default();
+        Ok(LayerScores { layers, scores })
     }
 
     /// Scores every document against `query` and returns them best first, cut to `top_n`.
@@ -415,9 +580,13 @@ impl Reranker {
         D: AsRef<str> + Sync,
     {
         let limits = self.check_options(opts)?;
+        let plan = self.plan_single_layer(&opts.layer_request())?;
         let encoded =
             self.encode_query_documents(query, documents, &limits, &opts.prompt_options())?;
-        let scores = self.scores_of(&encoded, opts)?;
+        let scores = self
+            .scores_of(&encoded, opts, plan.as_ref())?
+            .pop()
+            .unwrap_or_default();
         Ok(ranking(&scores, top_n)
             .into_iter()
             .map(|index| Ranked {

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use rerank_models::PromptSpan;
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
@@ -70,6 +71,9 @@ pub struct EncodedPair {
     pub ids: Vec<u32>,
     /// Token type ids (all zero for models that take none).
     pub type_ids: Vec<u32>,
+    /// LLM rerankers: where the passage lies (for token compression); `None` for the
+    /// cross-encoders.
+    pub span: Option<PromptSpan>,
 }
 
 /// A tokenizer that encodes query–passage pairs the way the reference implementation does.
@@ -201,7 +205,11 @@ impl PairEncoder {
         } else {
             vec![0; ids.len()]
         };
-        EncodedPair { ids, type_ids }
+        EncodedPair {
+            ids,
+            type_ids,
+            span: None,
+        }
     }
 }
 

@@ -154,6 +154,7 @@ fn engine_checks_score_token_and_ids() {
     let opts = |score_token| LoadOptions {
         dtype: Dtype::F32,
         score_token: Some(score_token),
+        ..LoadOptions::default()
     };
     let err = load_cross_encoder_with(&dir, &opts(1536))
         .err()

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rerank::peak::{self, Peak};
 use rerank::scores::{ranking, sigmoid};
-use rerank::{EncodedPair, PairLimits, Reranker, Truncation};
+use rerank::{EncodedPair, PairLimits, PromptSpan, Reranker, Truncation};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchArgs;
@@ -171,6 +171,11 @@ fn synthetic(batch: usize, len: usize, vocab: usize) -> Vec<EncodedPair> {
             ids.push(2);
             EncodedPair {
                 type_ids: vec![0; ids.len()],
+                // For token compression: a quarter query, half passage, a quarter prompt.
+                span: Some(PromptSpan {
+                    head: len / 4,
+                    tail: len / 4,
+                }),
                 ids,
             }
         })

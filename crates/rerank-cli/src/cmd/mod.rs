@@ -25,6 +25,7 @@ pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
     Ok(Reranker::builder(&args.model)
         .threads(args.threads)
         .dtype(args.dtype.dtype())
+        .attention_softcap(args.attention_softcap)
         .build()?)
 }
 

@@ -31,8 +31,7 @@ pub async fn tei_rerank(
     ApiJson(req): ApiJson<TeiRerankRequest>,
 ) -> Result<Json<Vec<TeiRank>>, ApiError> {
     require_query(&req.query)?;
-    let mut request =
-        ScoreRequest::query_documents(req.query, req.texts.clone()).with_prompt(req.prompt);
+    let mut request = ScoreRequest::query_documents(req.query, req.texts.clone()).with_llm(req.llm);
     request.truncate = req.truncate.unwrap_or(true);
     request.direction = match req.truncation_direction {
         Direction::Right => TruncationDirection::Right,
@@ -78,8 +77,7 @@ pub async fn cohere_rerank(
         ));
     }
     let documents: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
-    let mut request =
-        ScoreRequest::query_documents(req.query, documents.clone()).with_prompt(req.prompt);
+    let mut request = ScoreRequest::query_documents(req.query, documents.clone()).with_llm(req.llm);
     request.passage_max_length = req.max_tokens_per_doc;
     let scored = state.score(request).await?;
     let scores: Vec<f32> = scored.raw.iter().map(|&s| sigmoid(s)).collect();
@@ -132,7 +130,7 @@ pub async fn legacy(
         )));
     }
     let scored = state
-        .score(ScoreRequest::pairs(pairs.clone()).with_prompt(req.prompt))
+        .score(ScoreRequest::pairs(pairs.clone()).with_llm(req.llm))
         .await?;
     Ok(Json(LegacyResponse {
         text_pairs: pairs,

@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
-use rerank::{EncodedPair, Reranker};
+use rerank::{EncodedPair, LayerPlan, Reranker};
 use tokio::sync::oneshot;
 
 /// The answer to one job: raw logits in the job's order, or what went wrong.
@@ -14,6 +14,8 @@ pub type JobResult = Result<Vec<f32>, String>;
 /// Encoded pairs waiting for the model.
 struct Job {
     pairs: Vec<EncodedPair>,
+    /// The layerwise rerankers' cutoff and compression (jobs share a batch only when equal).
+    plan: Option<LayerPlan>,
     tokens: usize,
     reply: oneshot::Sender<JobResult>,
 }
@@ -47,13 +49,19 @@ impl Queue {
         self.alive.load(Ordering::SeqCst)
     }
 
-    /// Queues pairs; the receiver yields their logits. `None` when the worker is gone.
-    pub fn submit(&self, pairs: Vec<EncodedPair>) -> Option<oneshot::Receiver<JobResult>> {
+    /// Queues pairs, scored at `plan`'s one cutoff (`None`: the model's default); the
+    /// receiver yields their logits. `None` when the worker is gone.
+    pub fn submit(
+        &self,
+        pairs: Vec<EncodedPair>,
+        plan: Option<LayerPlan>,
+    ) -> Option<oneshot::Receiver<JobResult>> {
         let (reply, rx) = oneshot::channel();
         let tokens = pairs.iter().map(|p| p.ids.len()).sum();
         metrics::gauge!("rerank_queue_depth").increment(1.0);
         match self.tx.send(Job {
             pairs,
+            plan,
             tokens,
             reply,
         }) {
@@ -66,7 +74,8 @@ impl Queue {
     }
 }
 
-/// Takes jobs until the channel closes, packing as many as fit the token budget per pass.
+/// Takes jobs until the channel closes, packing as many as fit the token budget per pass (and
+/// share the first one's layer plan).
 fn worker(reranker: &Reranker, rx: &mpsc::Receiver<Job>, max_batch_tokens: usize) {
     let mut carried: Option<Job> = None;
     loop {
@@ -80,7 +89,7 @@ fn worker(reranker: &Reranker, rx: &mpsc::Receiver<Job>, max_batch_tokens: usize
         let mut jobs = vec![first];
         let mut tokens = jobs[0].tokens;
         while let Ok(job) = rx.try_recv() {
-            if tokens + job.tokens > max_batch_tokens {
+            if tokens + job.tokens > max_batch_tokens || job.plan != jobs[0].plan {
                 carried = Some(job);
                 break;
             }
@@ -98,6 +107,7 @@ fn worker(reranker: &Reranker, rx: &mpsc::Receiver<Job>, max_batch_tokens: usize
 
 /// One forward pass over every pair of `jobs`; each job gets its slice of the logits.
 fn run_batch(reranker: &Reranker, jobs: Vec<Job>) {
+    let plan = jobs[0].plan.clone();
     let mut pairs = Vec::new();
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -108,7 +118,9 @@ fn run_batch(reranker: &Reranker, jobs: Vec<Job>) {
     metrics::histogram!("rerank_batch_size").record(pairs.len() as f64);
     metrics::histogram!("rerank_batch_tokens").record(tokens as f64);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        reranker.score_encoded(&pairs, pairs.len().max(1))
+        reranker
+            .score_encoded_plan(&pairs, pairs.len().max(1), plan.as_ref())
+            .map(|mut layers| layers.pop().unwrap_or_default())
     }));
     let scores = match result {
         Ok(Ok(scores)) => scores,

@@ -4,9 +4,12 @@
 
 use std::collections::VecDeque;
 
-use rerank::{EncodedPair, PairLimits, PromptOptions, TruncationDirection};
+use rerank::{
+    EncodedPair, LayerPlan, LayerRequest, PairLimits, PromptOptions, TruncationDirection,
+};
 
 use crate::http::error::ApiError;
+use crate::http::types::LlmFields;
 use crate::http::AppState;
 
 /// Jobs of one request waiting in the inference queue at once. Two keep the worker fed (one
@@ -49,6 +52,9 @@ pub struct ScoreRequest {
     /// The prompt an LLM reranker wraps around each pair (`None` = its default); other models
     /// refuse it with 422.
     pub prompt: PromptOptions,
+    /// The layerwise rerankers' `cutoff_layers` (one layer) and compression; other models
+    /// refuse them with 422.
+    pub layers: LayerRequest,
 }
 
 impl ScoreRequest {
@@ -69,12 +75,21 @@ impl ScoreRequest {
             direction: TruncationDirection::Right,
             passage_max_length: None,
             prompt: PromptOptions::default(),
+            layers: LayerRequest::default(),
         }
     }
 
-    /// The same request with an LLM reranker's `prompt` (an extra field in every API).
-    pub fn with_prompt(mut self, prompt: Option<String>) -> Self {
-        self.prompt.prompt = prompt;
+    /// The same request with the LLM rerankers' options (extra fields in every API).
+    pub fn with_llm(mut self, llm: LlmFields) -> Self {
+        self.prompt.prompt = llm.prompt;
+        self.layers = LayerRequest {
+            cutoff_layers: llm.cutoff_layers.map(|l| l.into_vec()),
+            compress_ratio: llm.compress_ratio,
+            compress_layers: llm
+                .compress_layers
+                .or(llm.compress_layer)
+                .map(|l| l.into_vec()),
+        };
         self
     }
 }
@@ -120,6 +135,7 @@ impl AppState {
             limits.query_max_length = max + 1;
             max
         };
+        let plan = self.inner.reranker.plan_single_layer(&request.layers)?;
         let reranker = self.inner.reranker.clone();
         let (inputs, prompt) = (request.inputs, request.prompt);
         let encoded = tokio::task::spawn_blocking(move || match inputs {
@@ -161,14 +177,18 @@ impl AppState {
             config.max_batch_tokens,
         );
         Ok(Scored {
-            raw: self.run_jobs(jobs).await?,
+            raw: self.run_jobs(jobs, plan).await?,
             tokens,
         })
     }
 
     /// Queues the jobs of one request, at most [`JOBS_IN_QUEUE_PER_REQUEST`] at a time, and
     /// collects their logits in order.
-    async fn run_jobs(&self, jobs: Vec<Vec<EncodedPair>>) -> Result<Vec<f32>, ApiError> {
+    async fn run_jobs(
+        &self,
+        jobs: Vec<Vec<EncodedPair>>,
+        plan: Option<LayerPlan>,
+    ) -> Result<Vec<f32>, ApiError> {
         let mut raw = Vec::new();
         let mut waiting = VecDeque::new();
         let mut jobs = jobs.into_iter();
@@ -178,7 +198,7 @@ impl AppState {
                 let rx = self
                     .inner
                     .queue
-                    .submit(job)
+                    .submit(job, plan.clone())
                     .ok_or_else(ApiError::unhealthy)?;
                 waiting.push_back(rx);
             }
@@ -266,6 +286,7 @@ mod tests {
         EncodedPair {
             ids: vec![1; tokens],
             type_ids: vec![0; tokens],
+            span: None,
         }
     }
 

@@ -37,10 +37,54 @@ pub struct TeiRerankRequest {
     /// Echo each text in the response.
     #[serde(default)]
     pub return_text: bool,
-    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
-    /// default its own). Other models answer 422.
+    /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
+    /// `compress_layers`); other models answer 422 to any of them.
+    #[serde(flatten)]
+    pub llm: LlmFields,
+}
+
+/// The LLM rerankers' per-request options, extra fields of every API (FlagEmbedding's names).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct LlmFields {
+    /// LLM rerankers only: the question after each pair (FlagEmbedding's `prompt`; default
+    /// the model's own).
     #[serde(default)]
     pub prompt: Option<String>,
+    /// Layerwise LLM rerankers only: the layer to score at, an integer or a list of exactly
+    /// one (default the last layer).
+    #[serde(default)]
+    pub cutoff_layers: Option<Layers>,
+    /// bge-reranker-v2.5-gemma2-lightweight only: passage tokens averaged into one (1, 2, 4
+    /// or 8; default 1, off).
+    #[serde(default)]
+    pub compress_ratio: Option<usize>,
+    /// bge-reranker-v2.5-gemma2-lightweight only: layers before which the passage is
+    /// compressed (default [8]).
+    #[serde(default)]
+    pub compress_layers: Option<Layers>,
+    /// Deprecated name of `compress_layers` (FlagEmbedding's `compress_layer`).
+    #[serde(default)]
+    pub compress_layer: Option<Layers>,
+}
+
+/// A layer number or a list of them.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Layers {
+    /// One layer.
+    One(usize),
+    /// Several layers.
+    Many(Vec<usize>),
+}
+
+impl Layers {
+    /// The layers as a list.
+    pub fn into_vec(self) -> Vec<usize> {
+        match self {
+            Layers::One(l) => vec![l],
+            Layers::Many(list) => list,
+        }
+    }
 }
 
 /// One TEI result.
@@ -98,10 +142,10 @@ pub struct CohereRerankRequest {
     /// Cut each document to this many tokens before scoring.
     #[serde(default)]
     pub max_tokens_per_doc: Option<usize>,
-    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
-    /// default its own). Other models answer 422.
-    #[serde(default)]
-    pub prompt: Option<String>,
+    /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
+    /// `compress_layers`); other models answer 422 to any of them.
+    #[serde(flatten)]
+    pub llm: LlmFields,
 }
 
 /// A document echoed in a result.
@@ -177,10 +221,10 @@ pub struct LegacyRequest {
     /// `[[query, passage], ...]` or `"[['query', 'passage'], ...]"`.
     #[schema(value_type = TextPairs)]
     pub text_pairs: serde_json::Value,
-    /// LLM rerankers only: the question after each pair (FlagLLMReranker's `prompt`;
-    /// default its own). Other models answer 422.
-    #[serde(default)]
-    pub prompt: Option<String>,
+    /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
+    /// `compress_layers`); other models answer 422 to any of them.
+    #[serde(flatten)]
+    pub llm: LlmFields,
 }
 
 /// The two shapes `text_pairs` takes (for the OpenAPI document; parsed from JSON by hand so
@@ -220,8 +264,9 @@ pub struct Info {
     pub served_model_name: String,
     /// The model's architecture.
     pub architecture: String,
-    /// Per-request options the model takes besides the APIs' own (`prompt` for LLM
-    /// rerankers).
+    /// Per-request options the model takes besides the APIs' own (`prompt` for the LLM
+    /// rerankers, `cutoff_layers` for the layerwise ones, `compress_ratio` and
+    /// `compress_layers` for the lightweight one).
     pub options: Vec<&'static str>,
     /// Tokens per pair used for scoring.
     pub max_length: usize,

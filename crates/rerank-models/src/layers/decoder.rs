@@ -12,13 +12,16 @@
 //! norm), or with Gemma-2's sandwich norms `post_attention_layernorm` (on the attention output),
 //! `pre_feedforward_layernorm` and `post_feedforward_layernorm`.
 
+use crate::batch::PromptSpan;
 use crate::error::{ModelError, Result};
 use crate::layers::attention::{attention, AttentionSpec, QueryRows};
+use crate::layers::compress::compress_passages;
 use crate::layers::encoder::{blockwise, query_rows};
 use crate::layers::mlp::GatedMlp;
 use crate::layers::norm::{RmsNorm, RmsScale};
 use crate::layers::rope::{Rope, RopeTables};
 use crate::layers::{Activation, Linear, Matrix};
+use crate::layerwise::LayerPlan;
 use crate::weights::Vb;
 
 /// What one decoder layer computes: the sizes and variants the LLM rerankers differ in.
@@ -212,27 +215,67 @@ impl Decoder {
     /// of the last token of each sequence (`[sequences, hidden]`); the last layer computes
     /// only those rows.
     pub fn forward_last_tokens(&self, x: Matrix, cu_seqlens: &[usize]) -> Matrix {
+        let plan = LayerPlan::single(self.layers.len());
+        self.forward_plan(x, cu_seqlens, &[], &plan)
+            .ok()
+            .and_then(|mut states| states.pop())
+            .unwrap_or_else(|| Matrix::zeros(0, 0))
+    }
+
+    /// Runs the layers `plan` needs over packed embeddings `[tokens, hidden]` and returns, for
+    /// each of its cutoffs `c` (ascending), the hidden state of the last token of each
+    /// sequence after `c` layers (`[sequences, hidden]`, before any final norm). Layers past
+    /// the deepest cutoff are not run, and the deepest runs only the last tokens' rows.
+    /// Before each of `plan.compress_layers` the passages are compressed
+    /// ([`compress_passages`]; `spans` gives them).
+    pub fn forward_plan(
+        &self,
+        x: Matrix,
+        cu_seqlens: &[usize],
+        spans: &[PromptSpan],
+        plan: &LayerPlan,
+    ) -> Result<Vec<Matrix>> {
+        let deepest = plan.deepest();
+        if deepest > self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "cutoff layer {deepest} is past the model's {} layers",
+                self.layers.len()
+            )));
+        }
         crate::runtime::on_pool(|| {
             let longest = cu_seqlens.windows(2).map(|w| w[1] - w[0]).max();
             let rope = self.rope.tables(longest.unwrap_or(0));
-            let mut x = x;
-            let last = self.layers.len().saturating_sub(1);
-            for (i, layer) in self.layers.iter().enumerate() {
-                let rows = if i == last {
+            let (mut x, mut cu) = (x, cu_seqlens.to_vec());
+            let mut states = Vec::with_capacity(plan.cutoffs.len());
+            for index in 0..=deepest {
+                if index == deepest {
+                    // The previous layer kept only the last tokens' rows.
+                    states.push(if index > 0 { x } else { last_rows(&x, &cu) });
+                    break;
+                }
+                if plan.cutoffs.contains(&index) {
+                    states.push(last_rows(&x, &cu));
+                }
+                if plan.compresses_before(index) {
+                    (x, cu) = compress_passages(&x, &cu, spans, plan.compress_ratio)?;
+                }
+                let rows = if index + 1 == deepest {
                     QueryRows::LastOnly
                 } else {
                     QueryRows::All
                 };
-                x = layer.forward(&x, cu_seqlens, &rope, rows);
+                x = self.layers[index].forward(&x, &cu, &rope, rows);
             }
-            match (
-                self.layers.is_empty(),
-                query_rows(cu_seqlens, QueryRows::LastOnly),
-            ) {
-                (true, Some(last_rows)) => x.select_rows(&last_rows),
-                _ => x,
-            }
+            Ok(states)
         })
+    }
+}
+
+/// The rows of the last token of each sequence.
+fn last_rows(x: &Matrix, cu_seqlens: &[usize]) -> Matrix {
+    match query_rows(cu_seqlens, QueryRows::LastOnly) {
+        Some(rows) => x.select_rows(&rows),
+        None => x.clone(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod compress;
 pub mod decoder;
 pub mod encoder;
 pub mod fastmath;

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::fastmath::dot;
-use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, Matrix, RmsNorm, RmsScale};
-use crate::models::{CrossEncoder, ModelKind};
-use crate::weights::{MappedTable, Weights};
+use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, RmsNorm, RmsScale};
+use crate::models::llm::ScaledEmbedding;
+use crate::models::{decoder_flops, CrossEncoder, ModelKind};
+use crate::weights::Weights;
 
 /// The fields of a Gemma `config.json` this crate reads (defaults: transformers' `GemmaConfig`,
 /// the 7B model's sizes).
@@ -118,9 +119,8 @@ impl GemmaConfig {
 
 /// `GemmaForCausalLM` reduced to the logit of one vocabulary entry at the last token.
 pub struct GemmaForCausalLM {
-    embed: MappedTable,
-    /// `√hidden_size`, rounded to f32 as transformers does before multiplying.
-    embed_scale: f32,
+    /// Rows × `√hidden_size` (rounded to f32, as transformers does before multiplying).
+    embed: ScaledEmbedding,
     decoder: Decoder,
     final_norm: RmsNorm,
     /// The LM head's row of the score token.
@@ -136,7 +136,7 @@ impl GemmaForCausalLM {
         spec.validate().map_err(ModelError::Input)?;
         let (vocab, h) = (cfg.vocab_size, cfg.hidden_size);
         let vb = weights.pp("model");
-        let embed = vb.pp("embed_tokens").get_table("weight", vocab, h)?;
+        let embed = ScaledEmbedding::load(weights, vocab, h, (h as f64).sqrt() as f32)?;
         let head_name = "lm_head.weight";
         let head = if !cfg.tie_word_embeddings && weights.contains(head_name) {
             Some(weights.get_table(head_name, vocab, h)?)
@@ -145,7 +145,7 @@ impl GemmaForCausalLM {
         };
         let mut score_row = vec![0.0; h];
         head.as_ref()
-            .unwrap_or(&embed)
+            .unwrap_or(embed.table())
             .add_row_to(score_token as usize, &mut score_row)
             .ok_or_else(|| {
                 ModelError::Input(format!(
@@ -154,7 +154,6 @@ impl GemmaForCausalLM {
             })?;
         Ok(Self {
             embed,
-            embed_scale: (h as f64).sqrt() as f32,
             decoder: Decoder::load(&vb.pp("layers"), cfg.num_hidden_layers, |_| spec.clone())?,
             final_norm: RmsNorm::load(
                 &vb.pp("norm"),
@@ -177,29 +176,6 @@ impl GemmaForCausalLM {
     pub fn config(&self) -> &GemmaConfig {
         &self.cfg
     }
-
-    /// `E[id] · √hidden` for every token, rows decoded in parallel.
-    fn embed(&self, batch: &PackedBatch) -> Result<Matrix> {
-        use rayon::prelude::*;
-        let rows = self.embed.rows();
-        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= rows) {
-            return Err(ModelError::Input(format!(
-                "token id {id} is out of range for a table of {rows} rows"
-            )));
-        }
-        let h = self.cfg.hidden_size;
-        let mut x = Matrix::zeros(batch.total_tokens(), h);
-        x.data
-            .par_chunks_mut(h)
-            .zip(batch.input_ids.par_iter())
-            .with_min_len(32)
-            .for_each(|(out, &id)| {
-                // In range (checked above), so the row is always added.
-                let _ = self.embed.add_row_to(id as usize, out);
-                out.iter_mut().for_each(|v| *v *= self.embed_scale);
-            });
-        Ok(x)
-    }
 }
 
 impl CrossEncoder for GemmaForCausalLM {
@@ -213,18 +189,14 @@ impl CrossEncoder for GemmaForCausalLM {
 
     fn forward_flops(&self, tokens: usize) -> f64 {
         let spec = self.cfg.decoder_spec();
-        let a = &spec.attention;
-        let (h, i, n) = (spec.hidden as f64, spec.intermediate as f64, tokens as f64);
-        let (q, kv) = (a.q_width() as f64, a.kv_width() as f64);
-        let per_layer = 2.0 * n * (h * (q + 2.0 * kv) + q * h + 3.0 * h * i) + 4.0 * n * n * q;
-        per_layer * self.cfg.num_hidden_layers as f64 + 2.0 * h
+        decoder_flops(&spec, self.cfg.num_hidden_layers, tokens) + 2.0 * spec.hidden as f64
     }
 
     fn score(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let x = self.embed(batch)?;
+        let x = self.embed.forward(batch)?;
         let mut last = self.decoder.forward_last_tokens(x, &batch.cu_seqlens);
         self.final_norm.forward_inplace(&mut last);
         Ok((0..last.rows)

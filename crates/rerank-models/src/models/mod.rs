@@ -2,18 +2,24 @@
 
 pub mod bert;
 pub mod gemma;
+pub mod gemma2;
+pub(crate) mod llm;
+pub mod minicpm;
 pub mod xlm_roberta;
 
 use std::path::Path;
 
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
-use crate::layers::{EncoderConfig, Linear, Matrix};
+use crate::layers::{DecoderSpec, EncoderConfig, Linear, Matrix};
+use crate::layerwise::{LayerPlan, LayerSupport};
 use crate::weights::{Vb, Weights};
 use crate::Dtype;
 
 use bert::{BertConfig, BertForSequenceClassification, BertModel};
 use gemma::{GemmaConfig, GemmaForCausalLM};
+use gemma2::{CostWiseGemma2, Gemma2Config};
+use minicpm::{LayerWiseMiniCpm, MiniCpmConfig};
 use xlm_roberta::{XlmRobertaForSequenceClassification, XlmRobertaModel};
 
 /// The model families this engine runs.
@@ -25,6 +31,11 @@ pub enum ModelKind {
     XlmRoberta,
     /// Gemma decoder scored by the logit of one token (bge-reranker-v2-gemma).
     Gemma,
+    /// MiniCPM decoder with a score head per layer (bge-reranker-v2-minicpm-layerwise).
+    MiniCpmLayerwise,
+    /// Gemma-2 decoder with per-layer heads and token compression
+    /// (bge-reranker-v2.5-gemma2-lightweight).
+    Gemma2Lightweight,
 }
 
 impl ModelKind {
@@ -34,6 +45,8 @@ impl ModelKind {
             ModelKind::Bert => "BertForSequenceClassification",
             ModelKind::XlmRoberta => "XLMRobertaForSequenceClassification",
             ModelKind::Gemma => "GemmaForCausalLM",
+            ModelKind::MiniCpmLayerwise => "LayerWiseMiniCPMForCausalLM",
+            ModelKind::Gemma2Lightweight => "CostWiseGemmaForCausalLM",
         }
     }
 
@@ -44,7 +57,10 @@ impl ModelKind {
 
     /// True for the decoder-only (LLM) rerankers, whose input is a prompt around the pair.
     pub fn is_llm(self) -> bool {
-        matches!(self, ModelKind::Gemma)
+        matches!(
+            self,
+            ModelKind::Gemma | ModelKind::MiniCpmLayerwise | ModelKind::Gemma2Lightweight
+        )
     }
 }
 
@@ -59,6 +75,17 @@ pub trait CrossEncoder: Send + Sync {
     fn forward_flops(&self, tokens: usize) -> f64;
     /// Raw logits, one per sequence of `batch`, in order.
     fn score(&self, batch: &PackedBatch) -> Result<Vec<f32>>;
+    /// The layers the model can score from, for the layerwise rerankers (`None`: one score,
+    /// at the last layer).
+    fn layer_support(&self) -> Option<LayerSupport> {
+        None
+    }
+    /// Raw logits at each cutoff of `plan` (`[cutoff][sequence]`); a plan checked against
+    /// [`CrossEncoder::layer_support`]. Models without layer options score once.
+    fn score_plan(&self, batch: &PackedBatch, plan: &LayerPlan) -> Result<Vec<Vec<f32>>> {
+        let _ = plan;
+        Ok(vec![self.score(batch)?])
+    }
 }
 
 /// What [`load_cross_encoder_with`] needs besides the folder.
@@ -70,6 +97,9 @@ pub struct LoadOptions {
     /// id, which only the tokenizer knows (`Yes` for bge-reranker-v2-gemma). Ignored by the
     /// encoders.
     pub score_token: Option<u32>,
+    /// Gemma-2: apply the attention-logit soft-cap (transformers' eager attention). Off by
+    /// default, as FlagEmbedding runs the lightweight reranker (sdpa, no cap).
+    pub attention_softcap: bool,
 }
 
 /// An encoder that returns the last hidden state of every token.
@@ -111,6 +141,16 @@ impl ClassifierHead {
     }
 }
 
+/// Multiply-adds ×2 of a full forward pass of `layers` decoder blocks over one sequence of
+/// `tokens` tokens (projections, causal attention counted as full, gated MLP).
+pub fn decoder_flops(spec: &DecoderSpec, layers: usize, tokens: usize) -> f64 {
+    let a = &spec.attention;
+    let (h, i, n) = (spec.hidden as f64, spec.intermediate as f64, tokens as f64);
+    let (q, kv) = (a.q_width() as f64, a.kv_width() as f64);
+    let per_layer = 2.0 * n * (h * (q + 2.0 * kv) + q * h + 3.0 * h * i) + 4.0 * n * n * q;
+    per_layer * layers as f64
+}
+
 /// Multiply-adds ×2 of a full forward pass of an encoder over one sequence of `n` tokens (the
 /// usual "model FLOPs": every layer on every token, as other runtimes compute it).
 pub fn forward_flops(cfg: &EncoderConfig, n: usize) -> f64 {
@@ -123,11 +163,13 @@ pub fn forward_flops(cfg: &EncoderConfig, n: usize) -> f64 {
     per_layer * cfg.num_hidden_layers as f64
 }
 
-const CLASSIFIERS: [(&str, ModelKind); 4] = [
+const CLASSIFIERS: [(&str, ModelKind); 6] = [
     ("XLMRobertaForSequenceClassification", ModelKind::XlmRoberta),
     ("RobertaForSequenceClassification", ModelKind::XlmRoberta),
     ("BertForSequenceClassification", ModelKind::Bert),
     ("GemmaForCausalLM", ModelKind::Gemma),
+    ("LayerWiseMiniCPMForCausalLM", ModelKind::MiniCpmLayerwise),
+    ("CostWiseGemmaForCausalLM", ModelKind::Gemma2Lightweight),
 ];
 
 const ENCODERS: [(&str, ModelKind); 3] = [
@@ -190,7 +232,7 @@ pub fn load_cross_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn CrossEncod
         dir,
         &LoadOptions {
             dtype,
-            score_token: None,
+            ..LoadOptions::default()
         },
     )
 }
@@ -214,6 +256,18 @@ pub fn load_cross_encoder_with(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn
                 ))
             })?;
             Box::new(GemmaForCausalLM::load(&weights()?, &cfg, token)?)
+        }
+        ModelKind::MiniCpmLayerwise => {
+            let cfg = MiniCpmConfig::from_json(&config).map_err(config_error)?;
+            Box::new(LayerWiseMiniCpm::load(&weights()?, &cfg)?)
+        }
+        ModelKind::Gemma2Lightweight => {
+            let cfg = Gemma2Config::from_json(&config).map_err(config_error)?;
+            Box::new(CostWiseGemma2::load(
+                &weights()?,
+                &cfg,
+                opts.attention_softcap,
+            )?)
         }
         ModelKind::Bert => Box::new(BertForSequenceClassification::load(
             &weights()?,
@@ -247,7 +301,7 @@ pub fn load_text_encoder(dir: &Path, dtype: Dtype) -> Result<Box<dyn TextEncoder
     Ok(match kind {
         ModelKind::Bert => Box::new(BertModel::load_from(&weights, &cfg)?),
         ModelKind::XlmRoberta => Box::new(XlmRobertaModel::load_from(&weights, &cfg)?),
-        ModelKind::Gemma => {
+        ModelKind::Gemma | ModelKind::MiniCpmLayerwise | ModelKind::Gemma2Lightweight => {
             return Err(ModelError::UnsupportedArchitecture {
                 found: named_architecture(&config),
                 supported: ENCODERS.map(|(n, _)| n).join(", "),
