@@ -231,6 +231,15 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Layerwise LLM rerankers: score at this layer (see `rerank score --help`).
+    #[arg(long, value_name = "L")]
+    pub cutoff_layers: Option<usize>,
+    /// v2.5-gemma2-lightweight: passage compression ratio (1, 2, 4, 8).
+    #[arg(long, value_name = "R")]
+    pub compress_ratio: Option<usize>,
+    /// v2.5-gemma2-lightweight: layers before which the passage is compressed.
+    #[arg(long, value_name = "L[,L…]", value_delimiter = ',')]
+    pub compress_layers: Option<Vec<usize>>,
 }
 
 /// Truncation strategies as CLI values.

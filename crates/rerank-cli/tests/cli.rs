@@ -351,3 +351,112 @@ fn bench_runs_a_gemma_folder() {
     assert_eq!(report["pairs"], 2);
     assert!(report["gflops"].as_f64().unwrap() > 0.0);
 }
+
+/// The layerwise rerankers from the command line: one flat array for one cutoff, one array
+/// per layer (ascending) for several, with the reference's scores; bad values fail in one line.
+#[test]
+fn layerwise_cutoffs_and_compression_from_the_command_line() {
+    let reference = rerank_fixtures::layer_reference("minicpm-tiny");
+    let case = reference
+        .cases
+        .iter()
+        .find(|c| c.name == "cutoffs-multi-512")
+        .expect("case");
+    let minicpm = model_dir("minicpm-tiny").to_str().unwrap().to_string();
+    let pairs = serde_json::to_string(&case.pairs).unwrap();
+    let several = stdout_json(&rerank(
+        &["score", "-m", &minicpm, "--cutoff-layers", "2,4,6"],
+        &pairs,
+        &[],
+    ));
+    let lists = several.as_array().expect("one array per layer");
+    assert_eq!(lists.len(), 3);
+    for (got, want) in lists.iter().zip(case.scores.lists()) {
+        assert!(max_abs_diff(&floats(got), &want) <= 1e-4);
+    }
+    let one = stdout_json(&rerank(
+        &["score", "-m", &minicpm, "--cutoff-layers", "4"],
+        &pairs,
+        &[],
+    ));
+    assert!(max_abs_diff(&floats(&one), &case.scores.lists()[1]) <= 1e-4);
+    for (args, needle) in [
+        (vec!["--cutoff-layers", "9"], "out of range"),
+        (vec!["--cutoff-layers", "6,2"], "ascending"),
+        (vec!["--compress-ratio", "2"], "compress"),
+    ] {
+        let mut full = vec!["score", "-m", &minicpm];
+        full.extend(args);
+        assert_clean_failure(&rerank(&full, "[[\"q\",\"p\"]]", &[]), needle);
+    }
+    assert_clean_failure(
+        &rerank(
+            &["rank", "-m", &minicpm, "-q", "q", "--cutoff-layers", "2,4"],
+            "[\"p\"]",
+            &[],
+        ),
+        "exactly one",
+    );
+
+    let gemma2 = model_dir("gemma2-tiny").to_str().unwrap().to_string();
+    let reference = rerank_fixtures::layer_reference("gemma2-tiny");
+    let case = reference
+        .cases
+        .iter()
+        .find(|c| c.name == "cut6-r4-c2-4")
+        .expect("case");
+    let pairs = serde_json::to_string(&case.pairs).unwrap();
+    let compressed = stdout_json(&rerank(
+        &[
+            "score",
+            "-m",
+            &gemma2,
+            "--cutoff-layers",
+            "6",
+            "--compress-ratio",
+            "4",
+            "--compress-layers",
+            "2,4",
+        ],
+        &pairs,
+        &[],
+    ));
+    assert!(max_abs_diff(&floats(&compressed), &case.scores.lists()[0]) <= 1e-4);
+    assert_clean_failure(
+        &rerank(
+            &["score", "-m", &gemma2, "--compress-ratio", "3"],
+            "[[\"q\",\"p\"]]",
+            &[],
+        ),
+        "1, 2, 4 or 8",
+    );
+    let report = stdout_json(&rerank(
+        &[
+            "bench",
+            "-m",
+            &gemma2,
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "40",
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--cutoff-layers",
+            "4",
+            "--compress-ratio",
+            "2",
+            "--compress-layers",
+            "2",
+            "--json",
+        ],
+        "",
+        &[],
+    ));
+    assert!(report["workload"]
+        .as_str()
+        .unwrap()
+        .contains("compress ratio 2"));
+    assert!(report["gflops"].as_f64().unwrap() > 0.0);
+}

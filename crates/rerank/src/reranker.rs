@@ -281,6 +281,28 @@ impl Reranker {
         self.model.forward_flops(tokens)
     }
 
+    /// FLOPs of the layers `plan` runs over one encoded pair: the layers up to the deepest
+    /// cutoff, each on the tokens left after the compressions before it (`None`: the full
+    /// forward pass).
+    pub fn plan_flops(&self, pair: &EncodedPair, plan: Option<&LayerPlan>) -> f64 {
+        let n = pair.ids.len();
+        let (Some(plan), Some(support)) = (plan, self.model.layer_support()) else {
+            return self.model.forward_flops(n);
+        };
+        let per_layer = |tokens: usize| self.model.forward_flops(tokens) / support.last as f64;
+        let span = pair.span.unwrap_or_default();
+        let mut tokens = n;
+        let mut flops = 0.0;
+        for layer in 0..plan.deepest() {
+            if plan.compresses_before(layer) {
+                let passage = tokens.saturating_sub(span.head + span.tail);
+                tokens = span.head + passage.div_ceil(plan.compress_ratio) + span.tail;
+            }
+            flops += per_layer(tokens);
+        }
+        flops
+    }
+
     /// The names of the [`ScoreOptions`] fields only some models take that this one accepts:
     /// [`LLM_OPTIONS`] for the LLM rerankers (plus `cutoff_layers` for the layerwise ones and
     /// `compress_ratio` / `compress_layers` for the lightweight one), none for the

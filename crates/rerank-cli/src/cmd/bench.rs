@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rerank::peak::{self, Peak};
 use rerank::scores::{ranking, sigmoid};
-use rerank::{EncodedPair, PairLimits, PromptSpan, Reranker, Truncation};
+use rerank::{EncodedPair, LayerPlan, LayerRequest, PairLimits, PromptSpan, Reranker, Truncation};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchArgs;
@@ -68,6 +68,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let reranker = load_reranker(&args.model)?;
     let (workload, calls) = workload(&args, &reranker)?;
     let limits = PairLimits::new(Truncation::Flag, args.max_length as usize, None);
+    let plan = reranker.plan_single_layer(&LayerRequest {
+        cutoff_layers: args.cutoff_layers.map(|l| vec![l]),
+        compress_ratio: args.compress_ratio,
+        compress_layers: args.compress_layers.clone(),
+    })?;
+    let run = Run {
+        reranker: &reranker,
+        calls: &calls,
+        limits: &limits,
+        plan: plan.as_ref(),
+    };
     let total = (args.warmup + args.iterations) * calls.len() as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
@@ -78,12 +89,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     bar.set_message("warm-up");
     for _ in 0..args.warmup {
-        run_pass(&reranker, &calls, &limits, &bar)?;
+        run.pass(&bar)?;
     }
     bar.set_message("timed");
     let mut times = Times::default();
     for _ in 0..args.iterations {
-        let t = run_pass(&reranker, &calls, &limits, &bar)?;
+        let t = run.pass(&bar)?;
         times.pre += t.pre;
         times.infer += t.infer;
         times.post += t.post;
@@ -100,6 +111,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             instruction: "--peak-gflops",
         },
         None => peak::peak(args.model.dtype.dtype()),
+    };
+    let workload = match &plan {
+        Some(p) if p.compress_ratio > 1 => format!(
+            "{workload}, cutoff layer {}, compress ratio {} before layers {:?}",
+            p.deepest(),
+            p.compress_ratio,
+            p.compress_layers
+        ),
+        Some(p) => format!("{workload}, cutoff layer {}", p.deepest()),
+        None => workload,
     };
     let report = report(workload, dtype, &times, peak);
     if args.json {
@@ -182,46 +203,56 @@ fn synthetic(batch: usize, len: usize, vocab: usize) -> Vec<EncodedPair> {
         .collect()
 }
 
-fn run_pass(
-    reranker: &Reranker,
-    calls: &[Call],
-    limits: &PairLimits,
-    bar: &ProgressBar,
-) -> Result<Times> {
-    let mut t = Times::default();
-    for call in calls {
-        let start = Instant::now();
-        let owned;
-        let encoded = match call {
-            Call::Encoded(e) => e,
-            Call::Text { query, passages } => {
-                let pairs: Vec<(&str, &str)> = passages
-                    .iter()
-                    .map(|p| (query.as_str(), p.as_str()))
-                    .collect();
-                owned = reranker.encode_pairs(&pairs, limits)?;
-                &owned
-            }
-        };
-        let encoded_at = Instant::now();
-        let raw = reranker.score_encoded(encoded, encoded.len())?;
-        let scored_at = Instant::now();
-        let normalized: Vec<f32> = raw.iter().map(|&s| sigmoid(s)).collect();
-        std::hint::black_box(ranking(&normalized, None));
-        let done = Instant::now();
-        t.pre += encoded_at - start;
-        t.infer += scored_at - encoded_at;
-        t.post += done - scored_at;
-        t.pairs += encoded.len();
-        t.tokens += encoded.iter().map(|e| e.ids.len()).sum::<usize>();
-        t.flops += encoded
-            .iter()
-            .map(|e| reranker.forward_flops(e.ids.len()))
-            .sum::<f64>();
-        t.calls += 1;
-        bar.inc(1);
+/// One workload on one model with its layer plan.
+struct Run<'a> {
+    reranker: &'a Reranker,
+    calls: &'a [Call],
+    limits: &'a PairLimits,
+    plan: Option<&'a LayerPlan>,
+}
+
+impl Run<'_> {
+    /// One timed pass over every call.
+    fn pass(&self, bar: &ProgressBar) -> Result<Times> {
+        let reranker = self.reranker;
+        let mut t = Times::default();
+        for call in self.calls {
+            let start = Instant::now();
+            let owned;
+            let encoded = match call {
+                Call::Encoded(e) => e,
+                Call::Text { query, passages } => {
+                    let pairs: Vec<(&str, &str)> = passages
+                        .iter()
+                        .map(|p| (query.as_str(), p.as_str()))
+                        .collect();
+                    owned = reranker.encode_pairs(&pairs, self.limits)?;
+                    &owned
+                }
+            };
+            let encoded_at = Instant::now();
+            let raw = reranker
+                .score_encoded_plan(encoded, encoded.len(), self.plan)?
+                .pop()
+                .unwrap_or_default();
+            let scored_at = Instant::now();
+            let normalized: Vec<f32> = raw.iter().map(|&s| sigmoid(s)).collect();
+            std::hint::black_box(ranking(&normalized, None));
+            let done = Instant::now();
+            t.pre += encoded_at - start;
+            t.infer += scored_at - encoded_at;
+            t.post += done - scored_at;
+            t.pairs += encoded.len();
+            t.tokens += encoded.iter().map(|e| e.ids.len()).sum::<usize>();
+            t.flops += encoded
+                .iter()
+                .map(|e| reranker.plan_flops(e, self.plan))
+                .sum::<f64>();
+            t.calls += 1;
+            bar.inc(1);
+        }
+        Ok(t)
     }
-    Ok(t)
 }
 
 fn report(workload: String, dtype: String, t: &Times, peak: Peak) -> Report {

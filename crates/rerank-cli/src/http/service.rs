@@ -83,12 +83,9 @@ impl ScoreRequest {
     pub fn with_llm(mut self, llm: LlmFields) -> Self {
         self.prompt.prompt = llm.prompt;
         self.layers = LayerRequest {
-            cutoff_layers: llm.cutoff_layers.map(|l| l.into_vec()),
+            cutoff_layers: llm.cutoff_layers,
             compress_ratio: llm.compress_ratio,
-            compress_layers: llm
-                .compress_layers
-                .or(llm.compress_layer)
-                .map(|l| l.into_vec()),
+            compress_layers: llm.compress_layers.or(llm.compress_layer),
         };
         self
     }

@@ -52,39 +52,65 @@ pub struct LlmFields {
     pub prompt: Option<String>,
     /// Layerwise LLM rerankers only: the layer to score at, an integer or a list of exactly
     /// one (default the last layer).
-    #[serde(default)]
-    pub cutoff_layers: Option<Layers>,
+    #[serde(default, deserialize_with = "cutoff_layers")]
+    #[schema(value_type = Option<Layers>)]
+    pub cutoff_layers: Option<Vec<usize>>,
     /// bge-reranker-v2.5-gemma2-lightweight only: passage tokens averaged into one (1, 2, 4
     /// or 8; default 1, off).
     #[serde(default)]
     pub compress_ratio: Option<usize>,
     /// bge-reranker-v2.5-gemma2-lightweight only: layers before which the passage is
     /// compressed (default [8]).
-    #[serde(default)]
-    pub compress_layers: Option<Layers>,
+    #[serde(default, deserialize_with = "compress_layers")]
+    #[schema(value_type = Option<Layers>)]
+    pub compress_layers: Option<Vec<usize>>,
     /// Deprecated name of `compress_layers` (FlagEmbedding's `compress_layer`).
-    #[serde(default)]
-    pub compress_layer: Option<Layers>,
+    #[serde(default, deserialize_with = "compress_layer")]
+    #[schema(value_type = Option<Layers>)]
+    pub compress_layer: Option<Vec<usize>>,
 }
 
-/// A layer number or a list of them.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A layer number or a list of them, as a list; an error naming `field` otherwise.
+fn layers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+) -> Result<Option<Vec<usize>>, D::Error> {
+    use serde::de::Error;
+    let as_layer = |v: &serde_json::Value| v.as_u64().and_then(|l| usize::try_from(l).ok());
+    let bad = || D::Error::custom(format!("{field} must be a layer number or a list of them"));
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| as_layer(v).ok_or_else(bad))
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(v) => as_layer(&v).map(|l| Some(vec![l])).ok_or_else(bad),
+    }
+}
+
+fn cutoff_layers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+    layers(d, "cutoff_layers")
+}
+
+fn compress_layers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+    layers(d, "compress_layers")
+}
+
+fn compress_layer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+    layers(d, "compress_layer")
+}
+
+/// A layer number or a list of them (for the OpenAPI document; parsed by hand so that a bad
+/// value's message names its field).
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
 pub enum Layers {
     /// One layer.
     One(usize),
     /// Several layers.
     Many(Vec<usize>),
-}
-
-impl Layers {
-    /// The layers as a list.
-    pub fn into_vec(self) -> Vec<usize> {
-        match self {
-            Layers::One(l) => vec![l],
-            Layers::Many(list) => list,
-        }
-    }
 }
 
 /// One TEI result.
