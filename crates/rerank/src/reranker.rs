@@ -266,6 +266,12 @@ impl Reranker {
         self.dtype
     }
 
+    /// The matrix-product kernel the model's linear layers run on this CPU (chosen at load
+    /// from the dtype and the CPU's features).
+    pub fn kernel(&self) -> &'static str {
+        rerank_models::layers::kernel_for(self.dtype)
+    }
+
     /// The model family.
     pub fn kind(&self) -> ModelKind {
         self.model.kind()

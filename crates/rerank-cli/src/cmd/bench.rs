@@ -34,6 +34,8 @@ struct JsonlCall {
 struct Report {
     workload: String,
     dtype: String,
+    /// The matrix-product kernel the dtype runs on this CPU.
+    kernel: String,
     threads: usize,
     calls: usize,
     pairs: usize,
@@ -122,7 +124,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(p) => format!("{workload}, cutoff layer {}", p.deepest()),
         None => workload,
     };
-    let report = report(workload, dtype, &times, peak);
+    let mut report = report(workload, dtype, &times, peak);
+    report.kernel = reranker.kernel().to_string();
     if args.json {
         print_json(&report)
     } else {
@@ -262,6 +265,7 @@ fn report(workload: String, dtype: String, t: &Times, peak: Peak) -> Report {
     Report {
         workload,
         dtype,
+        kernel: String::new(),
         threads: rerank::runtime::threads(),
         calls: t.calls,
         pairs: t.pairs,
@@ -294,6 +298,7 @@ fn peak_rss_mb() -> f64 {
 fn print_table(r: &Report) {
     println!("workload              {}", r.workload);
     println!("dtype / threads       {} / {}", r.dtype, r.threads);
+    println!("kernel                {}", r.kernel);
     println!(
         "calls / pairs         {} / {} ({} tokens)",
         r.calls, r.pairs, r.tokens

@@ -39,6 +39,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             reranker.model_id(),
             config.served_model_name
         );
+        tracing::debug!("linear layers run on {}", reranker.kernel());
         // One line on stdout for scripts that start us on port 0.
         println!("listening on http://{local}");
         let state = AppState::new(reranker, config);

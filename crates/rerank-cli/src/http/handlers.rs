@@ -172,6 +172,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
             Truncation::LongestFirst => "longest-first".into(),
         },
         dtype: format!("{:?}", reranker.dtype()).to_lowercase(),
+        kernel: reranker.kernel().to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
         max_batch_tokens: c.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,

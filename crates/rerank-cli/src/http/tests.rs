@@ -489,6 +489,7 @@ async fn operations_endpoints() {
     assert_eq!(v["architecture"], "XLMRobertaForSequenceClassification");
     assert_eq!(v["served_model_name"], "tiny");
     assert_eq!(v["max_input_length"], 512);
+    assert_eq!(v["kernel"], "f32 (gemm crate)");
     let (s, v, _) = call(&r, "GET", "/metrics", None, true).await;
     assert_eq!(s, StatusCode::OK);
     let text = v.as_str().unwrap();

@@ -302,6 +302,8 @@ pub struct Info {
     pub truncation: String,
     /// Compute dtype.
     pub dtype: String,
+    /// The matrix-product kernel that dtype runs on this CPU.
+    pub kernel: String,
     /// Server version.
     pub version: String,
     /// Token budget of one forward pass.

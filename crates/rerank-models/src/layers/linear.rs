@@ -27,6 +27,23 @@ enum Kernel {
     Int8(PackedInt8),
 }
 
+const F32_KERNEL: &str = "f32 (gemm crate)";
+const BF16_KERNEL: &str = "bf16 (AVX512_BF16 vdpbf16ps)";
+const BF16W_KERNEL: &str = "bf16 weights widened to f32 (AVX2+FMA)";
+const INT8_KERNEL: &str = "int8 (AVX512_VNNI)";
+
+/// The kernel a layer built in `dtype` runs on this CPU (for logs, `/info` and benchmarks).
+pub fn kernel_for(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::Bf16 if bf16_gemm::supported() => BF16_KERNEL,
+        Dtype::Bf16 if bf16w_gemm::supported() => BF16W_KERNEL,
+        Dtype::Bf16 => "bf16-rounded weights on the f32 path (gemm crate)",
+        Dtype::Int8 if int8_gemm::supported() => INT8_KERNEL,
+        Dtype::Int8 => "int8-rounded weights on the f32 path (gemm crate)",
+        Dtype::F32 => F32_KERNEL,
+    }
+}
+
 /// A linear layer; the weight is converted once, at load, to its kernel's layout.
 pub struct Linear {
     kernel: Kernel,
@@ -100,7 +117,7 @@ impl Linear {
         Self::from_parts_as(weight, bias, in_dim, out_dim, Dtype::F32)
     }
 
-    /// Builds a layer in `dtype`. bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16, else
+    /// Builds a layer in `dtype` (on the kernel [`kernel_for`] names). bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16, else
     /// keeps its weights in bf16 and widens them to f32 in registers where it has AVX2+FMA;
     /// int8 runs its AVX512_VNNI kernel. Elsewhere both keep the rounded/quantised weights on
     /// the f32 path.
@@ -162,10 +179,10 @@ impl Linear {
     /// The kernel this layer runs on this CPU (for logs and benchmarks).
     pub fn kernel_name(&self) -> &'static str {
         match self.kernel {
-            Kernel::F32 { .. } => "f32 (gemm crate)",
-            Kernel::Bf16(_) => "bf16 (AVX512_BF16 vdpbf16ps)",
-            Kernel::Bf16W(_) => "bf16 weights widened to f32 (AVX2+FMA)",
-            Kernel::Int8(_) => "int8 (AVX512_VNNI)",
+            Kernel::F32 { .. } => F32_KERNEL,
+            Kernel::Bf16(_) => BF16_KERNEL,
+            Kernel::Bf16W(_) => BF16W_KERNEL,
+            Kernel::Int8(_) => INT8_KERNEL,
         }
     }
 

@@ -18,7 +18,7 @@ pub use activation::Activation;
 pub use attention::{AttentionSpec, QueryRows};
 pub use decoder::{Decoder, DecoderLayer, DecoderSpec};
 pub use encoder::{EncoderConfig, TransformerEncoder};
-pub use linear::Linear;
+pub use linear::{kernel_for, Linear};
 pub use matrix::Matrix;
 pub use mlp::GatedMlp;
 pub use norm::{LayerNorm, RmsNorm, RmsScale};
