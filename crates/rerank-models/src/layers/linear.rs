@@ -14,6 +14,74 @@ use crate::Dtype;
 /// Work (multiply-adds) below which a GEMM runs on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
+/// Which kernel bf16 layers run on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bf16Choice {
+    /// `vdpbf16ps` (AVX512_BF16): weights and activations in bf16.
+    Dot,
+    /// bf16 weights widened to f32 in registers (AVX2+FMA).
+    Widen,
+    /// bf16-rounded weights on the f32 kernel.
+    F32,
+}
+
+/// The bf16 kernel for this CPU, chosen once per process. Where both bf16 kernels can run
+/// (AVX512_BF16 and AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 3, a few
+/// milliseconds) picks the fastest of `vdpbf16ps`, the widening kernel and the f32 kernel on
+/// bf16-rounded weights: some cores run `vdpbf16ps` slower than f32 FMAs, and bf16 must never
+/// be slower than f32. The bf16-storage kernels win ties within 5 % (half the memory).
+fn bf16_choice() -> Bf16Choice {
+    static CHOICE: std::sync::OnceLock<Bf16Choice> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let mut candidates = Vec::new();
+        if bf16_gemm::supported() {
+            candidates.push(Bf16Choice::Dot);
+        }
+        if bf16w_gemm::supported() {
+            candidates.push(Bf16Choice::Widen);
+        }
+        if candidates.len() < 2 {
+            return candidates.first().copied().unwrap_or(Bf16Choice::F32);
+        }
+        candidates.push(Bf16Choice::F32);
+        let (m, k, n) = (64, 1024, 1024);
+        let weight: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0)
+            .collect();
+        let x = Matrix::from_vec(
+            (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect(),
+            m,
+            k,
+        );
+        let time = |choice: Bf16Choice| {
+            let layer = Linear::with_kernel(&weight, k, n, choice);
+            let best = (0..4)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    std::hint::black_box(layer.forward(&x));
+                    start.elapsed()
+                })
+                .skip(1)
+                .min()
+                .unwrap_or_default()
+                .as_secs_f64();
+            // bf16 storage wins ties within 5 % (half the memory traffic).
+            if choice == Bf16Choice::F32 {
+                best * 1.05
+            } else {
+                best
+            }
+        };
+        runtime::on_pool(|| {
+            let times: Vec<(f64, Bf16Choice)> = candidates.iter().map(|&c| (time(c), c)).collect();
+            times
+                .into_iter()
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or(Bf16Choice::F32, |(_, c)| c)
+        })
+    })
+}
+
 /// How the weight is stored for its kernel.
 enum Kernel {
     /// Transposed f32 (`[in, out]`, row-major) for the `gemm` crate.
@@ -35,9 +103,11 @@ const INT8_KERNEL: &str = "int8 (AVX512_VNNI)";
 /// The kernel a layer built in `dtype` runs on this CPU (for logs, `/info` and benchmarks).
 pub fn kernel_for(dtype: Dtype) -> &'static str {
     match dtype {
-        Dtype::Bf16 if bf16_gemm::supported() => BF16_KERNEL,
-        Dtype::Bf16 if bf16w_gemm::supported() => BF16W_KERNEL,
-        Dtype::Bf16 => "bf16-rounded weights on the f32 path (gemm crate)",
+        Dtype::Bf16 => match bf16_choice() {
+            Bf16Choice::Dot => BF16_KERNEL,
+            Bf16Choice::Widen => BF16W_KERNEL,
+            Bf16Choice::F32 => "bf16-rounded weights on the f32 path (gemm crate)",
+        },
         Dtype::Int8 if int8_gemm::supported() => INT8_KERNEL,
         Dtype::Int8 => "int8-rounded weights on the f32 path (gemm crate)",
         Dtype::F32 => F32_KERNEL,
@@ -117,8 +187,9 @@ impl Linear {
         Self::from_parts_as(weight, bias, in_dim, out_dim, Dtype::F32)
     }
 
-    /// Builds a layer in `dtype` (on the kernel [`kernel_for`] names). bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16, else
-    /// keeps its weights in bf16 and widens them to f32 in registers where it has AVX2+FMA;
+    /// Builds a layer in `dtype` (on the kernel [`kernel_for`] names). bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16 and
+    /// a timed GEMM shows it pays, else keeps its weights in bf16 and widens them to f32 in
+    /// registers where it has AVX2+FMA;
     /// int8 runs its AVX512_VNNI kernel. Elsewhere both keep the rounded/quantised weights on
     /// the f32 path.
     pub fn from_parts_as(
@@ -129,20 +200,8 @@ impl Linear {
         dtype: Dtype,
     ) -> Self {
         let kernel = match dtype {
-            Dtype::Bf16 if bf16_gemm::supported() => {
-                Kernel::Bf16(PackedBf16::pack(weight, bias.as_deref(), in_dim, out_dim))
-            }
-            Dtype::Bf16 if bf16w_gemm::supported() => {
-                Kernel::Bf16W(PackedBf16W::pack(weight, bias.as_deref(), in_dim, out_dim))
-            }
             Dtype::Bf16 => {
-                let rounded: Vec<f32> = weight
-                    .iter()
-                    .map(|&w| bf16_gemm::from_bf16_bits(bf16_gemm::to_bf16_bits(w)))
-                    .collect();
-                Kernel::F32 {
-                    weight_t: transpose(&rounded, in_dim, out_dim),
-                }
+                return Self::with_kernel_bias(weight, bias, in_dim, out_dim, bf16_choice())
             }
             Dtype::Int8 if int8_gemm::supported() => {
                 Kernel::Int8(PackedInt8::pack(weight, bias.as_deref(), in_dim, out_dim))
@@ -157,6 +216,44 @@ impl Linear {
             Dtype::F32 => Kernel::F32 {
                 weight_t: transpose(weight, in_dim, out_dim),
             },
+        };
+        Self {
+            kernel,
+            bias,
+            in_dim,
+            out_dim,
+        }
+    }
+
+    /// A bf16 layer on the given kernel, without bias (for the kernel choice).
+    fn with_kernel(weight: &[f32], in_dim: usize, out_dim: usize, choice: Bf16Choice) -> Self {
+        Self::with_kernel_bias(weight, None, in_dim, out_dim, choice)
+    }
+
+    /// A bf16 layer on the given kernel.
+    fn with_kernel_bias(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+        choice: Bf16Choice,
+    ) -> Self {
+        let kernel = match choice {
+            Bf16Choice::Dot => {
+                Kernel::Bf16(PackedBf16::pack(weight, bias.as_deref(), in_dim, out_dim))
+            }
+            Bf16Choice::Widen => {
+                Kernel::Bf16W(PackedBf16W::pack(weight, bias.as_deref(), in_dim, out_dim))
+            }
+            Bf16Choice::F32 => {
+                let rounded: Vec<f32> = weight
+                    .iter()
+                    .map(|&w| bf16_gemm::from_bf16_bits(bf16_gemm::to_bf16_bits(w)))
+                    .collect();
+                Kernel::F32 {
+                    weight_t: transpose(&rounded, in_dim, out_dim),
+                }
+            }
         };
         Self {
             kernel,
@@ -270,6 +367,44 @@ fn transpose(weight: &[f32], in_dim: usize, out_dim: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every bf16 kernel computes the same product (within bf16 rounding), and layers are
+    /// built on the kernel `kernel_for` reports.
+    #[test]
+    fn bf16_kernels_agree_and_the_chosen_one_is_used() {
+        let (k, n) = (64, 48);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7 % 29) as f32 - 14.0) / 30.0)
+            .collect();
+        let x = Matrix::from_vec(
+            (0..5 * k).map(|i| ((i % 11) as f32 - 5.0) / 6.0).collect(),
+            5,
+            k,
+        );
+        let reference = Linear::with_kernel(&w, k, n, Bf16Choice::F32).forward(&x);
+        let mut candidates = vec![];
+        if bf16_gemm::supported() {
+            candidates.push(Bf16Choice::Dot);
+        }
+        if bf16w_gemm::supported() {
+            candidates.push(Bf16Choice::Widen);
+        }
+        for choice in candidates {
+            let got = Linear::with_kernel(&w, k, n, choice).forward(&x);
+            for (a, b) in got.data.iter().zip(&reference.data) {
+                // vdpbf16ps also rounds the activations to bf16.
+                assert!(
+                    (a - b).abs() < 0.05 * (1.0 + b.abs()),
+                    "{choice:?}: {a} vs {b}"
+                );
+            }
+        }
+        let layer = Linear::from_parts_as(&w, None, k, n, Dtype::Bf16);
+        match bf16_choice() {
+            Bf16Choice::F32 => assert_eq!(layer.kernel_name(), F32_KERNEL),
+            _ => assert_eq!(layer.kernel_name(), kernel_for(Dtype::Bf16)),
+        }
+    }
 
     #[test]
     fn forward_matches_naive() {
