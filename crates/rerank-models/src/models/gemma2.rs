@@ -19,10 +19,10 @@
 use serde::Deserialize;
 
 use crate::batch::PackedBatch;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, RmsNorm, RmsScale};
 use crate::layerwise::{LayerPlan, LayerSupport};
-use crate::models::llm::{HeadChoice, LayerHeads, ScaledEmbedding};
+use crate::models::llm::{HeadChoice, LayerHeads, LayerwiseDecoder, ScaledEmbedding};
 use crate::models::{decoder_flops, CrossEncoder, ModelKind};
 use crate::weights::Weights;
 
@@ -172,9 +172,7 @@ impl Gemma2Config {
 
 /// `CostWiseGemmaForCausalLM`: one capped score per requested layer, with compression.
 pub struct CostWiseGemma2 {
-    embed: ScaledEmbedding,
-    decoder: Decoder,
-    heads: LayerHeads,
+    layers: LayerwiseDecoder,
     cfg: Gemma2Config,
 }
 
@@ -199,9 +197,11 @@ impl CostWiseGemma2 {
             cfg.decoder_spec(i, attention_softcap)
         })?;
         Ok(Self {
-            embed: ScaledEmbedding::load(weights, cfg.vocab_size, h, (h as f64).sqrt() as f32)?,
-            decoder,
-            heads,
+            layers: LayerwiseDecoder {
+                embed: ScaledEmbedding::load(weights, cfg.vocab_size, h, (h as f64).sqrt() as f32)?,
+                decoder,
+                heads,
+            },
             cfg: cfg.clone(),
         })
     }
@@ -239,19 +239,6 @@ impl CrossEncoder for CostWiseGemma2 {
     }
 
     fn score_plan(&self, batch: &PackedBatch, plan: &LayerPlan) -> Result<Vec<Vec<f32>>> {
-        if batch.is_empty() {
-            return Ok(vec![Vec::new(); plan.cutoffs.len()]);
-        }
-        if plan.compress_ratio > 1 && batch.spans.len() != batch.len() {
-            return Err(ModelError::Input(
-                "token compression needs each sequence's prompt span (PackedBatch::push_with_span)"
-                    .into(),
-            ));
-        }
-        let x = self.embed.forward(batch)?;
-        let states = self
-            .decoder
-            .forward_plan(x, &batch.cu_seqlens, &batch.spans, plan)?;
-        self.heads.score(plan, states)
+        self.layers.score_plan(batch, plan)
     }
 }

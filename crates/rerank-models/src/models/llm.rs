@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::fastmath::dot;
-use crate::layers::{Matrix, RmsNorm};
+use crate::layers::{Decoder, Matrix, RmsNorm};
 use crate::layerwise::LayerPlan;
 use crate::weights::{MappedTable, Weights};
 
@@ -137,5 +137,37 @@ impl LayerHeads {
                     .collect())
             })
             .collect()
+    }
+}
+
+/// The scored path the layerwise rerankers share: scaled embedding, decoder run to the deepest
+/// cutoff (compressing on the way), one head per cutoff.
+pub(crate) struct LayerwiseDecoder {
+    pub(crate) embed: ScaledEmbedding,
+    pub(crate) decoder: Decoder,
+    pub(crate) heads: LayerHeads,
+}
+
+impl LayerwiseDecoder {
+    /// Raw scores at each cutoff of `plan` (`[cutoff][sequence]`).
+    pub(crate) fn score_plan(
+        &self,
+        batch: &PackedBatch,
+        plan: &LayerPlan,
+    ) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(vec![Vec::new(); plan.cutoffs.len()]);
+        }
+        if plan.compress_ratio > 1 && batch.spans.len() != batch.len() {
+            return Err(ModelError::Input(
+                "token compression needs each sequence's prompt span (PackedBatch::push_with_span)"
+                    .into(),
+            ));
+        }
+        let x = self.embed.forward(batch)?;
+        let states = self
+            .decoder
+            .forward_plan(x, &batch.cu_seqlens, &batch.spans, plan)?;
+        self.heads.score(plan, states)
     }
 }

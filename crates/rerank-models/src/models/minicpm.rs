@@ -15,7 +15,7 @@ use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, RmsNorm, RmsScale};
 use crate::layerwise::{LayerPlan, LayerSupport};
-use crate::models::llm::{HeadChoice, LayerHeads, ScaledEmbedding};
+use crate::models::llm::{HeadChoice, LayerHeads, LayerwiseDecoder, ScaledEmbedding};
 use crate::models::{decoder_flops, CrossEncoder, ModelKind};
 use crate::weights::Weights;
 
@@ -160,9 +160,7 @@ impl MiniCpmConfig {
 
 /// `LayerWiseMiniCPMForCausalLM`: one score per requested layer.
 pub struct LayerWiseMiniCpm {
-    embed: ScaledEmbedding,
-    decoder: Decoder,
-    heads: LayerHeads,
+    layers: LayerwiseDecoder,
     cfg: MiniCpmConfig,
 }
 
@@ -176,16 +174,18 @@ impl LayerWiseMiniCpm {
         let norm = RmsNorm::load(&vb.pp("norm"), h, cfg.rms_norm_eps, RmsScale::Weight)?;
         let count = cfg.num_hidden_layers + 1 - cfg.start_layer;
         Ok(Self {
-            embed: ScaledEmbedding::load(weights, cfg.vocab_size, h, cfg.scale_emb as f32)?,
-            decoder: Decoder::load(&vb.pp("layers"), cfg.num_hidden_layers, |_| spec.clone())?,
-            heads: LayerHeads::load(
-                weights,
-                count,
-                (cfg.start_layer, 1),
-                h,
-                HeadChoice::ByLayer,
-                norm,
-            )?,
+            layers: LayerwiseDecoder {
+                embed: ScaledEmbedding::load(weights, cfg.vocab_size, h, cfg.scale_emb as f32)?,
+                decoder: Decoder::load(&vb.pp("layers"), cfg.num_hidden_layers, |_| spec.clone())?,
+                heads: LayerHeads::load(
+                    weights,
+                    count,
+                    (cfg.start_layer, 1),
+                    h,
+                    HeadChoice::ByLayer,
+                    norm,
+                )?,
+            },
             cfg: cfg.clone(),
         })
     }
@@ -219,13 +219,6 @@ impl CrossEncoder for LayerWiseMiniCpm {
     }
 
     fn score_plan(&self, batch: &PackedBatch, plan: &LayerPlan) -> Result<Vec<Vec<f32>>> {
-        if batch.is_empty() {
-            return Ok(vec![Vec::new(); plan.cutoffs.len()]);
-        }
-        let x = self.embed.forward(batch)?;
-        let states = self
-            .decoder
-            .forward_plan(x, &batch.cu_seqlens, &batch.spans, plan)?;
-        self.heads.score(plan, states)
+        self.layers.score_plan(batch, plan)
     }
 }
