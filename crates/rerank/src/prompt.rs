@@ -9,8 +9,9 @@
 //! pair   = only_second(first, second, max_length + len(sep) + len(prompt)) + sep + prompt
 //! ```
 //!
-//! No EOS. The model's score is the logit of [`PromptEncoder::score_token`] (`Yes`) at the last
-//! token.
+//! No EOS. v2-gemma's score is the logit of [`PromptEncoder::score_token`] (`Yes`) at the last
+//! token; the layerwise MiniCPM and lightweight Gemma-2 rerankers score the last token with
+//! per-layer heads, and always add BOS.
 
 use std::path::Path;
 
