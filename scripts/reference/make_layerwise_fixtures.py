@@ -124,26 +124,9 @@ def build_tokenizer_json():
     pre_tokenizer null, byte fallback, decoder Replace/ByteFallback/Fuse/Strip(1 left)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    t = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    t.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     # training only: words start at '▁', so no merge spans a word boundary (sentencepiece-like)
-    t.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
-    alphabet = sorted(set(chr(c) for c in range(33, 127)) | {"▁"})
-    n_fixed = len(SPECIALS) + 256
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - n_fixed, min_frequency=2, show_progress=False, special_tokens=[],
-        initial_alphabet=alphabet, limit_alphabet=len(alphabet) + 8)
-    t.train_from_iterator(training_texts(), trainer=trainer)
-    trained = json.loads(t.to_str())["model"]
-    pieces = sorted(trained["vocab"].items(), key=lambda kv: kv[1])
-
-    vocab = {s: i for i, s in enumerate(SPECIALS)}
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = len(vocab)
-    for piece, _ in pieces:
-        assert piece not in vocab, piece
-        vocab[piece] = len(vocab)
-    assert len(vocab) == VOCAB_SIZE, len(vocab)
+    normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    vocab, merges = mlf.train_byte_fallback_vocab(normalizer, {"▁"}, SPECIALS, VOCAB_SIZE, training_texts())
     assert "\n" not in vocab and "\t" not in vocab
 
     def added(i, s):
@@ -170,7 +153,7 @@ def build_tokenizer_json():
         "model": {
             "type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
             "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
-            "vocab": vocab, "merges": trained["merges"],
+            "vocab": vocab, "merges": merges,
         },
     }
     return json.dumps(doc, ensure_ascii=False)

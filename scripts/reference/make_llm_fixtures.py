@@ -192,6 +192,34 @@ def flag_query_max_length(max_length, query_max_length):
 # tokenizer
 
 
+def train_byte_fallback_vocab(normalizer, extra_alphabet, specials, vocab_size, texts):
+    """Train a BPE (words split at '▁' for training only) on `texts` and return its vocabulary
+    laid out as Gemma's and Llama's are: `specials`, the 256 byte tokens <0x00>..<0xFF>, then
+    the trained pieces (`vocab_size` entries in all), and the trained merges."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    t = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    t.normalizer = normalizer
+    t.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
+    alphabet = sorted(set(chr(c) for c in range(33, 127)) | set(extra_alphabet))
+    n_fixed = len(specials) + 256
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - n_fixed, min_frequency=2, show_progress=False, special_tokens=[],
+        initial_alphabet=alphabet, limit_alphabet=len(alphabet) + 8)
+    t.train_from_iterator(texts, trainer=trainer)
+    trained = json.loads(t.to_str())["model"]
+    pieces = sorted(trained["vocab"].items(), key=lambda kv: kv[1])
+
+    vocab = {s: i for i, s in enumerate(specials)}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece, _ in pieces:
+        assert piece not in vocab, piece
+        vocab[piece] = len(vocab)
+    assert len(vocab) == vocab_size, len(vocab)
+    return vocab, trained["merges"]
+
+
 def build_tokenizer_json():
     """Train a small BPE on training_texts() and lay it out like Gemma's tokenizer.json:
     <pad> <eos> <bos> <unk> = 0..3, the 256 byte tokens <0x00>..<0xFF> = 4..259, then the
@@ -199,27 +227,10 @@ def build_tokenizer_json():
     decoder Replace('▁', ' ') + ByteFallback + Fuse, post-processor '<bos> $A'."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    t = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    t.normalizer = normalizers.Replace(" ", "▁")
     # training only: words start at '▁' (SentencePiece-like), so no merge spans a word boundary and
     # the final tokenizer can run without a pre-tokenizer, as Gemma's does
-    t.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
-    alphabet = sorted(set(chr(c) for c in range(33, 127)) | {"▁", "\n", "\t"})
-    n_fixed = len(SPECIALS) + 256
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - n_fixed, min_frequency=2, show_progress=False, special_tokens=[],
-        initial_alphabet=alphabet, limit_alphabet=len(alphabet) + 8)
-    t.train_from_iterator(training_texts(), trainer=trainer)
-    trained = json.loads(t.to_str())["model"]
-    pieces = sorted(trained["vocab"].items(), key=lambda kv: kv[1])
-
-    vocab = {s: i for i, s in enumerate(SPECIALS)}
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = len(vocab)
-    for piece, _ in pieces:
-        assert piece not in vocab, piece
-        vocab[piece] = len(vocab)
-    assert len(vocab) == VOCAB_SIZE, len(vocab)
+    vocab, merges = train_byte_fallback_vocab(normalizers.Replace(" ", "▁"), {"▁", "\n", "\t"}, SPECIALS,
+                                      VOCAB_SIZE, training_texts())
 
     def added(i, s):
         return {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
@@ -248,7 +259,7 @@ def build_tokenizer_json():
         "model": {
             "type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
             "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
-            "vocab": vocab, "merges": trained["merges"],
+            "vocab": vocab, "merges": merges,
         },
     }
     return json.dumps(doc, ensure_ascii=False)
@@ -421,7 +432,9 @@ def flag_case(reranker, rec, tok, pairs, L, query_max_length, prompt, expected):
     for r, e in zip(rows, expected):
         assert r == e, "hook ids differ from the re-implemented FlagLLMReranker input construction"
     for s, n in zip(scores, normalized):
-        assert n == 1 / (1 + math.exp(-s)), (s, n)  # sigmoid in f64 of the f32 score
+        # FlagEmbedding's sigmoid, in f64 of the f32 score (np.exp, which may differ from
+        # math.exp in the last bit)
+        assert n == float(1 / (1 + np.exp(-s))), (s, n)
     return rows, [float(s) for s in scores], [float(s) for s in normalized]
 
 
