@@ -27,6 +27,20 @@ pub enum Command {
     /// Serve the model over HTTP: TEI /rerank, Cohere and Jina /v1|v2/rerank, the legacy
     /// /{served-model-name}/post, /health, /info, /metrics, /openapi.json.
     Serve(ServeArgs),
+    /// Embed texts with a dense embedder (sentence-transformers or FlagModel style): reads a
+    /// JSON array of texts, prints a JSON array of vectors in input order.
+    Embed(EmbedArgs),
+    /// Retrieval evaluation: a first stage (dense retrieval with --embedder, or BM25) over the
+    /// whole corpus, then --model reranking each query's top --top-k; prints recall@1/5/10,
+    /// MRR@1/10 and nDCG@10 of both stages side by side.
+    ///
+    /// Definitions (as trec_eval / pytrec_eval): a document is relevant when its grade is ≥ 1;
+    /// each query's list is ordered by score, ties by document id descending. recall@k =
+    /// relevant documents in the top k / all relevant documents of the query. MRR@k = 1 / rank
+    /// of the first relevant document within the top k, 0 if none. nDCG@k = Σ grade/log2(rank+1)
+    /// over the top k, divided by the same sum for the ideal order. Each metric is the mean
+    /// over the queries.
+    Eval(EvalArgs),
     /// Throughput report: pairs/s, time split into tokenisation / inference / post-processing,
     /// GFLOP/s and % of this machine's GEMM peak, on a synthetic shape or a JSONL of real pairs.
     Bench(BenchArgs),
@@ -240,6 +254,111 @@ pub struct BenchArgs {
     /// v2.5-gemma2-lightweight: layers before which the passage is compressed.
     #[arg(long, value_name = "L[,L…]", value_delimiter = ',')]
     pub compress_layers: Option<Vec<usize>>,
+}
+
+/// Which embedder, and how to run it.
+#[derive(Debug, Args)]
+pub struct EmbedderArgs {
+    /// Embedding model folder or hub id: a sentence-transformers model (modules.json,
+    /// 1_Pooling/config.json, optional Normalize) such as sentence-transformers/all-MiniLM-L6-v2,
+    /// or a FlagModel one (no modules.json: CLS pooling, L2-normalised) such as BAAI/bge-m3.
+    #[arg(long, short, env = "RERANK_EMBEDDING_MODEL")]
+    pub model: String,
+    /// CPU threads (0 = all cores).
+    #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Precision of the encoder's matrix products (see `rerank score --help`).
+    #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+}
+
+/// `rerank embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: EmbedderArgs,
+    /// Read the texts (a JSON array of strings, or one string) from this file instead of
+    /// stdin.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Text put before every input, e.g. FlagModel's query instruction "Represent this
+    /// sentence for searching relevant passages: " for queries.
+    #[arg(long, value_name = "TEXT")]
+    pub query_instruction: Option<String>,
+    /// L2-normalise the vectors [default: as the model says: its Normalize module, always for
+    /// FlagModel-style models].
+    #[arg(long, conflicts_with = "no_normalize")]
+    pub normalize: bool,
+    /// Do not L2-normalise the vectors.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Tokens per forward pass (texts are packed longest first).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_tokens: u64,
+}
+
+impl EmbedArgs {
+    /// The normalisation asked for (`None` = the model's).
+    pub fn normalize(&self) -> Option<bool> {
+        match (self.normalize, self.no_normalize) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// First-stage retrievers of `rerank eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirstStageArg {
+    /// Exact inner product of --embedder vectors over the whole corpus.
+    Dense,
+    /// BM25 (English stemming and stop words, k1 = 1.2, b = 0.75).
+    Bm25,
+}
+
+/// `rerank eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The data: a FlagEmbedding JSONL file ({"query", "pos": [...], "neg": [...]} per line;
+    /// the corpus is every pos and neg text, deduplicated) or a BEIR folder (corpus.jsonl,
+    /// queries.jsonl, qrels/<split>.tsv).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// BEIR: the qrels file to evaluate (qrels/<split>.tsv).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// The reranker of the second stage (folder or hub id); without it only the first stage
+    /// is evaluated.
+    #[arg(long, short, env = "RERANK_MODEL")]
+    pub model: Option<String>,
+    /// The embedder of a dense first stage (folder or hub id).
+    #[arg(long)]
+    pub embedder: Option<String>,
+    /// The first-stage retriever [default: dense with --embedder, else bm25].
+    #[arg(long, value_enum)]
+    pub first_stage: Option<FirstStageArg>,
+    /// Documents the first stage retrieves per query, and the reranker reorders.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: u64,
+    /// Embedder: text put before every query (FlagModel's query_instruction_for_retrieval).
+    #[arg(long, value_name = "TEXT")]
+    pub embedder_query_instruction: Option<String>,
+    /// CPU threads (0 = all cores).
+    #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Precision of both models; with bf16 the corpus vectors are held in bf16 too.
+    #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// Write {"metrics", "qrels", "runs"} here: the runs in pytrec_eval's format, so anyone
+    /// can recompute the metrics.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the metrics of each stage as grouped bars into this .png or .svg file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Truncation strategies as CLI values.

@@ -82,6 +82,28 @@ pub fn parse_documents(text: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Parses texts to embed: a JSON array of strings, or one string.
+pub fn parse_texts(text: &str) -> Result<Vec<String>> {
+    let value = parse_json(text)?;
+    if let Value::String(s) = value {
+        return Ok(vec![s]);
+    }
+    let Some(items) = value.as_array() else {
+        bail!("input must be a JSON array of strings (or one string)");
+    };
+    if items.is_empty() {
+        bail!("input has no texts to embed (empty array)");
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => Ok(s.clone()),
+            other => bail!("input item {i} is not a string: {}", preview(other)),
+        })
+        .collect()
+}
+
 fn preview(value: &Value) -> String {
     let text = value.to_string();
     match text.char_indices().nth(60) {
@@ -120,6 +142,15 @@ mod tests {
         }
         let msg = format!("{:#}", parse_pairs(r#"[["q","p"],["x"]]"#).unwrap_err());
         assert!(msg.contains("item 1"), "{msg}");
+    }
+
+    #[test]
+    fn texts_are_strings_or_one_string() {
+        assert_eq!(parse_texts(r#"["a","b"]"#).unwrap().len(), 2);
+        assert_eq!(parse_texts(r#""a""#).unwrap(), vec!["a".to_string()]);
+        assert!(parse_texts("[]").is_err());
+        assert!(parse_texts("[1]").is_err());
+        assert!(parse_texts("{}").is_err());
     }
 
     #[test]

@@ -63,6 +63,41 @@ pub fn resolve_model_with(model: &str, settings: &HubSettings) -> Result<PathBuf
     HubModel::new(model, settings).fetch()
 }
 
+/// [`resolve_model`] for an embedder: a hub model also brings its sentence-transformers files
+/// when it has them (`modules.json`, `sentence_bert_config.json`, each module's
+/// `config.json`); a local folder is taken as it is.
+pub fn resolve_embedder(model: &str) -> Result<PathBuf> {
+    let settings = HubSettings::from_env();
+    let dir = resolve_model_with(model, &settings)?;
+    if Path::new(model).is_dir() {
+        return Ok(dir);
+    }
+    let hub = HubModel::new(model, &settings);
+    // Optional files: a model without them is a FlagModel-style embedder.
+    if let Ok(modules) = hub.file("modules.json") {
+        let _ = hub.file("sentence_bert_config.json");
+        for path in module_paths(&modules) {
+            let _ = hub.file(&format!("{path}/config.json"));
+        }
+    }
+    Ok(dir)
+}
+
+/// The non-empty `path`s of the modules in a sentence-transformers `modules.json`.
+fn module_paths(modules: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(modules) else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    json.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["path"].as_str())
+        .filter(|p| !p.is_empty() && !p.contains(".."))
+        .map(String::from)
+        .collect()
+}
+
 /// Checks that a local folder has the files a model needs.
 fn check_folder(dir: &Path) -> Result<()> {
     for file in REQUIRED {

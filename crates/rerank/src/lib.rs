@@ -20,13 +20,16 @@
 //! once with [`Reranker::compute_score_layers`]) and the lightweight one
 //! [`ScoreOptions::compress_ratio`] / [`ScoreOptions::compress_layers`].
 
+pub mod embedder;
 pub mod error;
+pub mod eval;
 pub mod hub;
 pub mod prompt;
 pub mod reranker;
 pub mod scores;
 pub mod tokenize;
 
+pub use embedder::{EmbedOptions, Embedder, EmbedderBuilder, EmbedderConfig, Embeddings, Pooling};
 pub use error::{Error, Result};
 pub use prompt::{PromptEncoder, PromptOptions};
 pub use rerank_models::kernels::peak;

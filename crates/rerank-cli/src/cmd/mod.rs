@@ -1,14 +1,17 @@
 //! One module per subcommand.
 
 mod bench;
+mod embed;
+mod eval;
+mod plot;
 mod rank;
 mod score;
 mod serve;
 
 use anyhow::Result;
-use rerank::Reranker;
+use rerank::{Embedder, Reranker};
 
-use crate::cli::{Cli, Command, ModelArgs};
+use crate::cli::{Cli, Command, DtypeArg, ModelArgs};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -16,6 +19,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => score::run(args),
         Command::Rank(args) => rank::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
@@ -26,6 +31,20 @@ pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
         .threads(args.threads)
         .dtype(args.dtype.dtype())
         .attention_softcap(args.attention_softcap)
+        .build()?)
+}
+
+/// Loads an embedder (folder or hub id) with an optional query instruction.
+pub(crate) fn load_embedder(
+    model: &str,
+    threads: usize,
+    dtype: DtypeArg,
+    query_instruction: Option<String>,
+) -> Result<Embedder> {
+    Ok(Embedder::builder(model)
+        .threads(threads)
+        .dtype(dtype.dtype())
+        .query_instruction(query_instruction)
         .build()?)
 }
 

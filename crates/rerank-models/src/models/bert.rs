@@ -195,6 +195,10 @@ impl TextEncoder for BertModel {
     fn hidden_states(&self, batch: &PackedBatch) -> Result<Matrix> {
         self.forward(batch, false)
     }
+
+    fn first_token_states(&self, batch: &PackedBatch) -> Result<Matrix> {
+        self.forward(batch, true)
+    }
 }
 
 /// `BertForSequenceClassification`: BERT, pooler (dense + tanh on `[CLS]`), linear classifier.

@@ -112,6 +112,13 @@ pub trait TextEncoder: Send + Sync {
     fn max_sequence_length(&self) -> usize;
     /// `[total_tokens, hidden]` hidden states of the last layer.
     fn hidden_states(&self, batch: &PackedBatch) -> Result<Matrix>;
+    /// `[sequences, hidden]`: the last layer's state of each sequence's first token (CLS
+    /// pooling), computing no other row of the last layer.
+    fn first_token_states(&self, batch: &PackedBatch) -> Result<Matrix> {
+        Ok(self
+            .hidden_states(batch)?
+            .select_rows(&batch.first_token_rows()))
+    }
 }
 
 /// A single-logit linear output layer (`num_labels == 1`).

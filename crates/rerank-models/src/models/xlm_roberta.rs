@@ -88,6 +88,10 @@ impl TextEncoder for XlmRobertaModel {
     fn hidden_states(&self, batch: &PackedBatch) -> Result<Matrix> {
         self.forward(batch, false)
     }
+
+    fn first_token_states(&self, batch: &PackedBatch) -> Result<Matrix> {
+        self.forward(batch, true)
+    }
 }
 
 /// `XLMRobertaForSequenceClassification`: the BGE rerankers.
