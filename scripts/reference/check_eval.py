@@ -119,7 +119,12 @@ def main():
         res = json.load(f)
     qrels = res["qrels"]
     failures, lines = [], []
-    for stage in STAGES:
+    # "first_stage" always; "reranked" when `rerank eval` was given a --model.
+    stages = [s for s in STAGES if s in res["metrics"]]
+    if "first_stage" not in stages or set(res["metrics"]) - set(STAGES):
+        print(f"check_eval: unexpected stages {sorted(res['metrics'])}", file=sys.stderr)
+        sys.exit(1)
+    for stage in stages:
         ours = res["metrics"][stage]
         ref = mean_metrics(reference_metrics(qrels, res["runs"][stage]))
         for k in METRIC_KEYS:

@@ -24,8 +24,9 @@ pub enum Command {
     /// Rank documents against one query: reads a JSON array of documents, prints
     /// [{"index","score","document"}] sorted by score, best first.
     Rank(RankArgs),
-    /// Serve the model over HTTP: TEI /rerank, Cohere and Jina /v1|v2/rerank, the legacy
-    /// /{served-model-name}/post, /health, /info, /metrics, /openapi.json.
+    /// Serve over HTTP: a reranker (--model) on TEI /rerank, Cohere and Jina /v1|v2/rerank and
+    /// the legacy /{served-model-name}/post; an embedder (--embedding-model) on TEI /embed and
+    /// OpenAI /v1/embeddings; /health, /info, /metrics, /openapi.json.
     Serve(ServeArgs),
     /// Embed texts with a dense embedder (sentence-transformers or FlagModel style): reads a
     /// JSON array of texts, prints a JSON array of vectors in input order.
@@ -158,8 +159,32 @@ pub struct ServeScoringArgs {
 /// `rerank serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// The reranker: model folder or Hugging Face hub id (see `rerank score --help`). May be
+    /// left out when --embedding-model is given.
+    #[arg(
+        long,
+        short,
+        env = "RERANK_MODEL",
+        required_unless_present = "embedding_model"
+    )]
+    pub model: Option<String>,
+    /// The embedding model served on /embed and /v1/embeddings (see `rerank embed --help`).
+    #[arg(long, env = "RERANK_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// The name embeddings requests may give as `model` [default: the embedding model's
+    /// folder name or hub id's last part; with no reranker, --served-model-name].
+    #[arg(long, env = "RERANK_SERVED_EMBEDDING_MODEL_NAME")]
+    pub served_embedding_model_name: Option<String>,
+    /// CPU threads (0 = all cores).
+    #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Precision of the models' matrix products (see `rerank score --help`).
+    #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// bge-reranker-v2.5-gemma2-lightweight only: apply Gemma-2's attention-logit soft-cap
+    /// (see `rerank score --help`).
+    #[arg(long, env = "RERANK_ATTENTION_SOFTCAP")]
+    pub attention_softcap: bool,
     #[command(flatten)]
     pub scoring: ServeScoringArgs,
     /// Address to listen on.

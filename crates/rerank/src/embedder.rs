@@ -310,6 +310,11 @@ impl Embedder {
         self.dtype
     }
 
+    /// The matrix-product kernel the encoder's linear layers run on this CPU.
+    pub fn kernel(&self) -> &'static str {
+        rerank_models::layers::kernel_for(self.dtype)
+    }
+
     /// Length of every vector.
     pub fn dimension(&self) -> usize {
         self.model.hidden_size() * self.config.pooling.len()

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::ServeArgs;
-use crate::cmd::load_reranker;
+use crate::cli::{ModelArgs, ServeArgs};
+use crate::cmd::{load_embedder, load_reranker};
 use crate::http::server::{self, ConnectionLimits, Shutdown};
-use crate::http::{app, check_served_name, sanitize_served_name, AppState, ServerConfig};
+use crate::http::{
+    app, check_served_name, sanitize_served_name, AppState, ServedEmbedder, ServerConfig,
+};
 
 /// Checks the flags, loads the model, binds, serves until a signal, finishes in-flight
 /// requests (for at most `--shutdown-timeout`), returns.
@@ -21,8 +23,26 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_connections: args.max_connections as usize,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
-    let reranker = Arc::new(load_reranker(&args.model)?);
-    reranker.check_truncation(config.truncation)?;
+    let reranker = match &args.model {
+        Some(model) => {
+            let reranker = Arc::new(load_reranker(&ModelArgs {
+                model: model.clone(),
+                threads: args.threads,
+                dtype: args.dtype,
+                attention_softcap: args.attention_softcap,
+            })?);
+            reranker.check_truncation(config.truncation)?;
+            Some(reranker)
+        }
+        None => None,
+    };
+    let embedder = match &args.embedding_model {
+        Some(model) => Some(ServedEmbedder {
+            embedder: Arc::new(load_embedder(model, args.threads, args.dtype, None)?),
+            name: embedding_name(&args, model)?,
+        }),
+        None => None,
+    };
     let addr = format!("{}:{}", args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -34,15 +54,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        tracing::info!(
-            "serving {} as '{}' on http://{local}",
-            reranker.model_id(),
-            config.served_model_name
-        );
-        tracing::debug!("linear layers run on {}", reranker.kernel());
+        if let Some(reranker) = &reranker {
+            tracing::info!(
+                "serving reranker {} as '{}' on http://{local}",
+                reranker.model_id(),
+                config.served_model_name
+            );
+            tracing::debug!("linear layers run on {}", reranker.kernel());
+        }
+        if let Some(served) = &embedder {
+            tracing::info!(
+                "serving embedder {} as '{}' on http://{local}",
+                served.embedder.model_id(),
+                served.name
+            );
+        }
         // One line on stdout for scripts that start us on port 0.
         println!("listening on http://{local}");
-        let state = AppState::new(reranker, config);
+        let state = AppState::with_models(reranker, embedder, config);
         anyhow::Ok(server::serve(listener, app(state), limits, shutdown_signal()).await)
     })?;
     // Blocking tasks of abandoned requests (tokenization) are not waited for.
@@ -63,13 +92,34 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
 }
 
+/// The embedder's served name: --served-embedding-model-name, or --served-model-name when no
+/// reranker is served, else the model's short name.
+fn embedding_name(args: &ServeArgs, model: &str) -> Result<String> {
+    let named = args.served_embedding_model_name.as_ref().or(args
+        .served_model_name
+        .as_ref()
+        .filter(|_| args.model.is_none()));
+    match named {
+        Some(name) => {
+            check_served_name(name).map_err(anyhow::Error::msg)?;
+            Ok(name.clone())
+        }
+        None => Ok(default_served_name(model)),
+    }
+}
+
 fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
+    let model = args
+        .model
+        .as_deref()
+        .or(args.embedding_model.as_deref())
+        .unwrap_or("model");
     let served_model_name = match &args.served_model_name {
         Some(name) => {
             check_served_name(name).map_err(anyhow::Error::msg)?;
             name.clone()
         }
-        None => default_served_name(&args.model.model),
+        None => default_served_name(model),
     };
     Ok(ServerConfig {
         served_model_name,

@@ -148,7 +148,7 @@ fn now() -> String {
 /// 200 while the inference worker runs.
 #[utoipa::path(get, path = "/health", responses((status = 200), (status = 503, body = ErrorBody)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    if state.inner.queue.is_alive() {
+    if state.inner.queue.as_ref().is_none_or(|q| q.is_alive()) {
         Ok(Json(serde_json::json!({"status": "ok"})))
     } else {
         Err(ApiError::unhealthy())
@@ -159,20 +159,64 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 #[utoipa::path(get, path = "/info", responses((status = 200, body = Info)))]
 pub async fn info(State(state): State<AppState>) -> Json<Info> {
     let c = state.config();
-    let reranker = &state.inner.reranker;
+    let embedding = state.inner.embedder.as_ref().map(|served| {
+        let e = &served.embedder;
+        EmbeddingInfo {
+            model_id: e.model_id().to_string(),
+            served_model_name: served.name.clone(),
+            architecture: e.kind().architecture().to_string(),
+            style: e.config().style.to_string(),
+            pooling: e
+                .config()
+                .pooling
+                .iter()
+                .map(|p| format!("{p:?}").to_lowercase())
+                .collect(),
+            normalize: e.config().normalize,
+            dimension: e.dimension(),
+            max_input_length: e.config().max_length,
+            dtype: format!("{:?}", e.dtype()).to_lowercase(),
+        }
+    });
+    let reranker = state.inner.reranker.as_ref();
     Json(Info {
-        model_id: reranker.model_id().to_string(),
+        model_id: reranker.map_or_else(
+            || {
+                embedding
+                    .as_ref()
+                    .map(|e| e.model_id.clone())
+                    .unwrap_or_default()
+            },
+            |r| r.model_id().to_string(),
+        ),
         served_model_name: c.served_model_name.clone(),
-        architecture: reranker.kind().architecture().to_string(),
-        options: reranker.model_options().to_vec(),
+        architecture: reranker.map_or_else(
+            || {
+                embedding
+                    .as_ref()
+                    .map(|e| e.architecture.clone())
+                    .unwrap_or_default()
+            },
+            |r| r.kind().architecture().to_string(),
+        ),
+        options: reranker
+            .map(|r| r.model_options().to_vec())
+            .unwrap_or_default(),
         max_length: c.max_length,
-        max_input_length: reranker.max_sequence_length(),
+        max_input_length: reranker.map_or(0, |r| r.max_sequence_length()),
         truncation: match c.truncation {
             Truncation::Flag => "flag".into(),
             Truncation::LongestFirst => "longest-first".into(),
         },
-        dtype: format!("{:?}", reranker.dtype()).to_lowercase(),
-        kernel: reranker.kernel().to_string(),
+        dtype: reranker
+            .map(|r| format!("{:?}", r.dtype()).to_lowercase())
+            .or_else(|| embedding.as_ref().map(|e| e.dtype.clone()))
+            .unwrap_or_default(),
+        kernel: reranker
+            .map(|r| r.kernel())
+            .or_else(|| state.inner.embedder.as_ref().map(|e| e.embedder.kernel()))
+            .unwrap_or_default()
+            .to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
         max_batch_tokens: c.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,
@@ -180,6 +224,8 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
         max_documents: c.max_documents,
         max_request_tokens: c.max_request_tokens,
         max_document_bytes: c.max_document_bytes,
+        reranker: reranker.is_some(),
+        embedding,
     })
 }
 
@@ -196,10 +242,28 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[openapi(
     info(
         title = "rerank",
-        description = "BGE rerankers behind the TEI, Cohere, Jina and legacy text_pairs APIs"
+        description = "BGE rerankers behind the TEI, Cohere, Jina and legacy text_pairs APIs; embedders behind TEI /embed and OpenAI /v1/embeddings"
     ),
-    paths(tei_rerank, cohere_rerank, legacy, health, info, metrics),
+    paths(
+        tei_rerank,
+        cohere_rerank,
+        legacy,
+        crate::http::embeddings::tei_embed,
+        crate::http::embeddings::openai_embeddings,
+        health,
+        info,
+        metrics
+    ),
     components(schemas(
+        crate::http::embeddings::TeiEmbedRequest,
+        crate::http::embeddings::OpenAiEmbeddingsRequest,
+        crate::http::embeddings::OpenAiEmbeddingsResponse,
+        crate::http::embeddings::OpenAiEmbedding,
+        crate::http::embeddings::OpenAiUsage,
+        crate::http::embeddings::Vector,
+        crate::http::embeddings::Texts,
+        crate::http::embeddings::EncodingFormat,
+        EmbeddingInfo,
         ErrorBody,
         TeiRerankRequest,
         TeiRank,

@@ -1,6 +1,7 @@
 //! The HTTP server: one router answering TEI, Cohere, Jina and the legacy `text_pairs` API for
 //! the model it serves, plus health, info, metrics and the OpenAPI document.
 
+mod embeddings;
 pub mod error;
 pub mod extract;
 mod handlers;
@@ -21,7 +22,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use rerank::{Reranker, Truncation};
+use rerank::{Embedder, Reranker, Truncation};
 use tokio::sync::Semaphore;
 
 use crate::http::error::{ApiError, ErrorType};
@@ -66,22 +67,49 @@ pub struct AppState {
 }
 
 struct Inner {
-    reranker: Arc<Reranker>,
-    queue: Queue,
+    reranker: Option<Arc<Reranker>>,
+    queue: Option<Queue>,
+    embedder: Option<ServedEmbedder>,
+    /// One embedding forward pass at a time (requests take turns job by job).
+    embed_slot: tokio::sync::Mutex<()>,
     config: ServerConfig,
     permits: Arc<Semaphore>,
     metrics: PrometheusHandle,
 }
 
+/// The embedding model of a server and the name its requests may give.
+pub struct ServedEmbedder {
+    /// The model.
+    pub embedder: Arc<Embedder>,
+    /// `model` in an embeddings request: this name (or the model id as given, or nothing).
+    pub name: String,
+}
+
 impl AppState {
-    /// Starts the inference worker and wraps everything the handlers need.
+    /// A server of one reranker: starts the inference worker and wraps everything the
+    /// handlers need.
+    #[cfg(test)]
     pub fn new(reranker: Arc<Reranker>, config: ServerConfig) -> Self {
-        let queue = Queue::start(reranker.clone(), config.max_batch_tokens);
+        Self::with_models(Some(reranker), None, config)
+    }
+
+    /// A server of a reranker, an embedder, or both; each route answers 404 when its model
+    /// is absent.
+    pub fn with_models(
+        reranker: Option<Arc<Reranker>>,
+        embedder: Option<ServedEmbedder>,
+        config: ServerConfig,
+    ) -> Self {
+        let queue = reranker
+            .as_ref()
+            .map(|r| Queue::start(r.clone(), config.max_batch_tokens));
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
                 reranker,
                 queue,
+                embedder,
+                embed_slot: tokio::sync::Mutex::new(()),
                 config,
                 metrics: prometheus(),
             }),
@@ -90,6 +118,34 @@ impl AppState {
 
     fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// The reranker, or 404 on a server that serves none.
+    fn reranker(&self) -> Result<&Arc<Reranker>, ApiError> {
+        self.inner.reranker.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorType::NotFound,
+                "this server serves no reranker (start it with --model RERANKER)",
+            )
+        })
+    }
+
+    /// The reranker's inference queue, or 404 on a server that serves no reranker.
+    fn queue(&self) -> Result<&Queue, ApiError> {
+        self.reranker()?;
+        self.inner.queue.as_ref().ok_or_else(ApiError::unhealthy)
+    }
+
+    /// The embedder, or 404 on a server that serves none.
+    fn embedder(&self) -> Result<&ServedEmbedder, ApiError> {
+        self.inner.embedder.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorType::NotFound,
+                "this server serves no embedding model (start it with --embedding-model MODEL)",
+            )
+        })
     }
 }
 
@@ -115,6 +171,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/rerank", post(handlers::cohere_rerank))
         .route("/v2/rerank", post(handlers::cohere_rerank))
         .route(&legacy, post(handlers::legacy))
+        .route("/embed", post(embeddings::tei_embed))
+        .route("/v1/embeddings", post(embeddings::openai_embeddings))
+        .route("/embeddings", post(embeddings::openai_embeddings))
         .route("/info", get(handlers::info))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))

@@ -114,7 +114,8 @@ impl AppState {
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::overloaded(config.max_concurrent_requests))?;
-        let model_max = self.inner.reranker.max_sequence_length();
+        let reranker = self.reranker()?.clone();
+        let model_max = reranker.max_sequence_length();
         let mut limits = PairLimits::new(
             config.truncation,
             config.max_length,
@@ -132,8 +133,7 @@ impl AppState {
             limits.query_max_length = max + 1;
             max
         };
-        let plan = self.inner.reranker.plan_single_layer(&request.layers)?;
-        let reranker = self.inner.reranker.clone();
+        let plan = reranker.plan_single_layer(&request.layers)?;
         let (inputs, prompt) = (request.inputs, request.prompt);
         let encoded = tokio::task::spawn_blocking(move || match inputs {
             Inputs::QueryDocuments { query, documents } => {
@@ -193,8 +193,7 @@ impl AppState {
             while waiting.len() < JOBS_IN_QUEUE_PER_REQUEST {
                 let Some(job) = jobs.next() else { break };
                 let rx = self
-                    .inner
-                    .queue
+                    .queue()?
                     .submit(job, plan.clone())
                     .ok_or_else(ApiError::unhealthy)?;
                 waiting.push_back(rx);

@@ -318,4 +318,32 @@ pub struct Info {
     pub max_request_tokens: usize,
     /// Bytes of one query or document.
     pub max_document_bytes: usize,
+    /// Whether a reranker is served (the fields above describe the embedder when not).
+    pub reranker: bool,
+    /// The embedding model, when one is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingInfo>,
+}
+
+/// The embedding model a server serves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingInfo {
+    /// The model as named on the command line.
+    pub model_id: String,
+    /// The name embeddings requests may give as `model`.
+    pub served_model_name: String,
+    /// The encoder's architecture.
+    pub architecture: String,
+    /// `sentence-transformers` or `flagmodel`.
+    pub style: String,
+    /// Pooling modes, concatenated in order.
+    pub pooling: Vec<String>,
+    /// Whether vectors are L2-normalised by default.
+    pub normalize: bool,
+    /// Length of each vector.
+    pub dimension: usize,
+    /// Longest input in tokens; longer texts are cut.
+    pub max_input_length: usize,
+    /// Compute dtype.
+    pub dtype: String,
 }
