@@ -325,4 +325,6 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 #[cfg(test)]
+mod embed_tests;
+#[cfg(test)]
 mod tests;

@@ -11,9 +11,9 @@ use tower::ServiceExt;
 
 use super::{app, check_served_name, sanitize_served_name, AppState, ServerConfig};
 
-const KEY: &str = "test-key";
+pub(super) const KEY: &str = "test-key";
 
-fn reranker() -> Arc<Reranker> {
+pub(super) fn reranker() -> Arc<Reranker> {
     static R: OnceLock<Arc<Reranker>> = OnceLock::new();
     R.get_or_init(|| {
         let dir = rerank_fixtures::model_dir("xlmr-tiny");
@@ -22,7 +22,7 @@ fn reranker() -> Arc<Reranker> {
     .clone()
 }
 
-fn config() -> ServerConfig {
+pub(super) fn config() -> ServerConfig {
     ServerConfig {
         served_model_name: "tiny".into(),
         api_key: Some(KEY.into()),
@@ -44,7 +44,7 @@ fn router(config: ServerConfig) -> axum::Router {
     app(AppState::new(reranker(), config))
 }
 
-async fn call(
+pub(super) async fn call(
     router: &axum::Router,
     method: &str,
     uri: &str,
@@ -71,7 +71,7 @@ async fn call(
     (status, value, headers)
 }
 
-async fn post(router: &axum::Router, uri: &str, body: Value) -> (StatusCode, Value) {
+pub(super) async fn post(router: &axum::Router, uri: &str, body: Value) -> (StatusCode, Value) {
     let (s, v, _) = call(router, "POST", uri, Some(&body.to_string()), true).await;
     (s, v)
 }

@@ -25,14 +25,22 @@ impl Server {
     /// Serves the fixture model `name`.
     pub fn start_model(name: &str, extra: &[&str]) -> Self {
         let model = model_dir(name);
+        let model = model.to_str().unwrap();
+        let mut args = vec!["--model", model];
+        args.extend_from_slice(extra);
+        Self::start_args(&args)
+    }
+
+    /// `rerank serve --port 0` with these arguments.
+    pub fn start_args(args: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!(
             "rerank-serve-{}-{:?}.log",
             std::process::id(),
             std::thread::current().id()
         ));
         let mut child = Command::new(env!("CARGO_BIN_EXE_rerank"))
-            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
-            .args(extra)
+            .args(["serve", "--port", "0"])
+            .args(args)
             .env("RERANK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
