@@ -67,12 +67,16 @@ pub fn resolve_model_with(model: &str, settings: &HubSettings) -> Result<PathBuf
 /// when it has them (`modules.json`, `sentence_bert_config.json`, each module's
 /// `config.json`); a local folder is taken as it is.
 pub fn resolve_embedder(model: &str) -> Result<PathBuf> {
-    let settings = HubSettings::from_env();
-    let dir = resolve_model_with(model, &settings)?;
+    resolve_embedder_with(model, &HubSettings::from_env())
+}
+
+/// [`resolve_embedder`] with explicit hub settings.
+pub fn resolve_embedder_with(model: &str, settings: &HubSettings) -> Result<PathBuf> {
+    let dir = resolve_model_with(model, settings)?;
     if Path::new(model).is_dir() {
         return Ok(dir);
     }
-    let hub = HubModel::new(model, &settings);
+    let hub = HubModel::new(model, settings);
     // Optional files: a model without them is a FlagModel-style embedder.
     if let Ok(modules) = hub.file("modules.json") {
         let _ = hub.file("sentence_bert_config.json");

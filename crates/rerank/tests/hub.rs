@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rerank::hub::{resolve_model_with, HubSettings};
+use rerank::hub::{resolve_embedder_with, resolve_model_with, HubSettings};
 use rerank::{Error, Reranker, ScoreOptions};
-use rerank_fixtures::{max_abs_diff, model_dir, reference};
+use rerank_fixtures::{fixtures_root, max_abs_diff, model_dir, reference};
 
 const MODEL_ID: &str = "BAAI/bge-reranker-tiny";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -22,7 +22,9 @@ fn fake_hub_cache(root: &Path, model_dir: &Path, files: &[&str]) {
     for (i, file) in files.iter().enumerate() {
         let blob = repo.join("blobs").join(format!("blob{i}"));
         fs::copy(model_dir.join(file), &blob).unwrap();
-        std::os::unix::fs::symlink(&blob, snapshot.join(file)).unwrap();
+        let link = snapshot.join(file);
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&blob, link).unwrap();
     }
 }
 
@@ -193,4 +195,38 @@ fn local_folder_errors_are_specific() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("not a hub id"), "{msg}");
+}
+
+#[test]
+fn hub_embedder_brings_its_sentence_transformers_files() {
+    // The tiny XLM-R fixture with mean pooling cut at 16 tokens (tests/fixtures/embeddings).
+    let src = tempfile::tempdir().unwrap();
+    let base = ["config.json", "tokenizer.json", "model.safetensors"];
+    for file in base {
+        fs::copy(model_dir("xlmr-tiny").join(file), src.path().join(file)).unwrap();
+    }
+    let st = [
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ];
+    fs::create_dir_all(src.path().join("1_Pooling")).unwrap();
+    for file in st {
+        let from = fixtures_root().join("embeddings/xlmr-tiny-st").join(file);
+        fs::copy(from, src.path().join(file)).unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let all: Vec<&str> = base.iter().chain(&st).copied().collect();
+    fake_hub_cache(cache.path(), src.path(), &all);
+    let dir = resolve_embedder_with(MODEL_ID, &settings(cache.path(), true)).unwrap();
+    let embedder = rerank::Embedder::load_dir_as(MODEL_ID, &dir, rerank::Dtype::F32).unwrap();
+    assert_eq!(embedder.config().style, "sentence-transformers");
+    assert_eq!(embedder.config().pooling, vec![rerank::Pooling::Mean]);
+    assert_eq!(embedder.config().max_length, 16);
+    // Without the optional files the same id is a FlagModel-style embedder.
+    let bare = tempfile::tempdir().unwrap();
+    fake_hub_cache(bare.path(), src.path(), &base);
+    let dir = resolve_embedder_with(MODEL_ID, &settings(bare.path(), true)).unwrap();
+    let embedder = rerank::Embedder::load_dir_as(MODEL_ID, &dir, rerank::Dtype::F32).unwrap();
+    assert_eq!(embedder.config().style, "flagmodel");
 }
