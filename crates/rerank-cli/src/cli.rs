@@ -233,6 +233,15 @@ pub struct ServeArgs {
     /// Open connections served at once; more wait to be accepted.
     #[arg(long, env = "RERANK_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// Let browser pages from this origin call the API (CORS: preflights answered, the origin
+    /// echoed); repeatable or comma-separated [default: none, no CORS headers].
+    #[arg(
+        long = "cors-allow-origin",
+        env = "RERANK_CORS_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT; then the server exits
     /// anyway (exit 1, with the number of abandoned requests logged).
     #[arg(long, env = "RERANK_SHUTDOWN_TIMEOUT", default_value_t = 30)]

@@ -135,6 +135,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         max_length: args.scoring.max_length as usize,
         query_max_length: args.scoring.query_max_length.map(|q| q as usize),
         truncation: args.scoring.truncation.truncation(),
+        cors_allow_origins: args.cors_allow_origins.clone(),
     })
 }
 

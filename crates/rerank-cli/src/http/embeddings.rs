@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 
 use crate::http::error::{ApiError, ErrorBody, ErrorType};
 use crate::http::extract::ApiJson;
+use crate::http::lenient;
+use crate::http::service::{record_success, record_tokenization};
 use crate::http::types::Direction;
 use crate::http::AppState;
 
@@ -68,16 +70,16 @@ pub struct TeiEmbedRequest {
     #[schema(value_type = Texts)]
     pub inputs: Vec<String>,
     /// L2-normalise the vectors (default true, as TEI).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub normalize: bool,
     /// Cut texts over the model's maximum (default true); `false` rejects them with 422.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub truncate: Option<bool>,
     /// Which end to cut: only `Right` (keep the beginning) is supported.
     #[serde(default)]
     pub truncation_direction: Direction,
     /// Keep the first `dimensions` values of each vector (then normalise again).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
 }
@@ -111,7 +113,7 @@ pub struct OpenAiEmbeddingsRequest {
     #[serde(default)]
     pub encoding_format: EncodingFormat,
     /// Keep the first `dimensions` values of each vector (then normalise again).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
 }
@@ -255,6 +257,8 @@ impl AppState {
     ) -> Result<Embedded, ApiError> {
         let embedder = self.embedder()?.embedder.clone();
         let config = self.config();
+        let started = std::time::Instant::now();
+        metrics::counter!("te_request_count", "method" => "embed").increment(1);
         check_texts(&texts, config.max_documents, config.max_document_bytes)?;
         let dim = embedder.dimension();
         if let Some(d) = dimensions.filter(|&d| d == 0 || d > dim) {
@@ -275,9 +279,11 @@ impl AppState {
             ..EmbedOptions::default()
         };
         let encoder = embedder.clone();
+        let tokenizing = std::time::Instant::now();
         let encoded = tokio::task::spawn_blocking(move || encoder.encode_texts(&texts, &opts))
             .await
             .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;
+        record_tokenization(tokenizing, encoded.iter().map(|e| e.ids.len()));
         let tokens: usize = encoded.iter().map(|e| e.ids.len()).sum();
         if tokens > config.max_request_tokens {
             return Err(ApiError::too_large(format!(
@@ -304,6 +310,7 @@ impl AppState {
                 }
             }
         }
+        record_success(started);
         Ok(Embedded { vectors, tokens })
     }
 }

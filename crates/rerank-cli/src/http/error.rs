@@ -29,9 +29,22 @@ pub enum ErrorType {
     PayloadTooLarge,
     /// The body did not arrive in time.
     Timeout,
+    /// A body type the JSON routes do not take (browser forms).
+    UnsupportedMediaType,
 }
 
 impl ErrorType {
+    /// TEI's `err` label of `te_request_failure` for this kind of failure.
+    pub fn tei_name(self) -> &'static str {
+        match self {
+            ErrorType::Overloaded => "overloaded",
+            ErrorType::Backend | ErrorType::Unhealthy => "backend",
+            ErrorType::Tokenizer => "tokenizer",
+            ErrorType::Empty => "empty",
+            _ => "validation",
+        }
+    }
+
     /// The name used in the `error_type` field and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +58,7 @@ impl ErrorType {
             ErrorType::NotFound => "NotFound",
             ErrorType::PayloadTooLarge => "PayloadTooLarge",
             ErrorType::Timeout => "Timeout",
+            ErrorType::UnsupportedMediaType => "UnsupportedMediaType",
         }
     }
 }
@@ -153,6 +167,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!("rerank_errors_total", "error_type" => self.error_type.as_str())
             .increment(1);
+        metrics::counter!("te_request_failure", "err" => self.error_type.tei_name()).increment(1);
         let body = ErrorBody {
             error: self.message,
             error_type: self.error_type,

@@ -2,11 +2,11 @@
 
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rerank::scores::{ranking, sigmoid};
 use rerank::{Truncation, TruncationDirection};
-use serde_json::Value;
+use serde_json::{json, Value};
 use utoipa::OpenApi;
 
 use crate::http::error::{ApiError, ErrorBody};
@@ -23,9 +23,39 @@ fn require_query(query: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /rerank` in either shape, chosen by the body's keys: TEI's `{query, texts}` (a bare
+/// sorted list back) or the `{query, documents}` of Cohere, Jina, vLLM and Infinity (their
+/// `{id, model, results, usage, meta}` back, documents as `{"text": …}` objects as vLLM returns
+/// them).
+#[utoipa::path(post, path = "/rerank", request_body = RerankRequest,
+    responses((status = 200, body = RerankResponse), (status = "4XX", body = ErrorBody)))]
+pub async fn rerank_any(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let has = |key: &str| body.get(key).is_some();
+    let parse = |e: serde_json::Error| ApiError::validation(format!("invalid request: {e}"));
+    match (has("texts"), has("documents")) {
+        (true, false) => {
+            let req = serde_json::from_value(body).map_err(parse)?;
+            Ok(tei_rerank(State(state), ApiJson(req))
+                .await?
+                .into_response())
+        }
+        (false, true) => {
+            let req = serde_json::from_value(body).map_err(parse)?;
+            Ok(cohere_rerank(State(state), ApiJson(req))
+                .await?
+                .into_response())
+        }
+        _ => Err(ApiError::validation(
+            "POST /rerank takes TEI's {\"query\", \"texts\"} or the {\"query\", \"documents\"} of \
+             Cohere, Jina, vLLM and Infinity: send exactly one of texts and documents",
+        )),
+    }
+}
+
 /// TEI: scores sorted best first.
-#[utoipa::path(post, path = "/rerank", request_body = TeiRerankRequest,
-    responses((status = 200, body = [TeiRank]), (status = "4XX", body = ErrorBody)))]
 pub async fn tei_rerank(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TeiRerankRequest>,
@@ -77,6 +107,7 @@ pub async fn cohere_rerank(
         ));
     }
     let documents: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
+    let document_count = documents.len();
     let mut request = ScoreRequest::query_documents(req.query, documents.clone()).with_llm(req.llm);
     request.passage_max_length = req.max_tokens_per_doc;
     let scored = state.score(request).await?;
@@ -109,7 +140,13 @@ pub async fn cohere_rerank(
             api_version: ApiVersion {
                 version: "2".into(),
             },
-            billed_units: BilledUnits { search_units: 1 },
+            billed_units: BilledUnits {
+                search_units: document_count.div_ceil(100).max(1),
+            },
+            tokens: Tokens {
+                input_tokens: scored.tokens,
+                output_tokens: 0,
+            },
         },
     }))
 }
@@ -179,6 +216,21 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
         }
     });
     let reranker = state.inner.reranker.as_ref();
+    let dtype = reranker
+        .map(|r| r.dtype())
+        .or_else(|| state.inner.embedder.as_ref().map(|e| e.embedder.dtype()))
+        .unwrap_or_default();
+    let dir = reranker.map(|r| r.model_dir()).or_else(|| {
+        state
+            .inner
+            .embedder
+            .as_ref()
+            .map(|e| e.embedder.model_dir())
+    });
+    let model_type = match (reranker, &embedding) {
+        (None, Some(e)) => json!({"embedding": {"pooling": e.pooling.join("+")}}),
+        _ => json!({"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}),
+    };
     Json(Info {
         model_id: reranker.map_or_else(
             || {
@@ -189,6 +241,19 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
             },
             |r| r.model_id().to_string(),
         ),
+        model_sha: dir.and_then(hub_commit),
+        model_dtype: match dtype {
+            rerank::Dtype::F32 => "float32",
+            rerank::Dtype::Bf16 => "bfloat16",
+            rerank::Dtype::Int8 => "int8",
+        }
+        .into(),
+        model_type,
+        max_batch_requests: None,
+        auto_truncate: true,
+        tokenization_workers: rerank::runtime::threads(),
+        sha: None,
+        docker_label: None,
         served_model_name: c.served_model_name.clone(),
         architecture: reranker.map_or_else(
             || {
@@ -208,10 +273,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
             Truncation::Flag => "flag".into(),
             Truncation::LongestFirst => "longest-first".into(),
         },
-        dtype: reranker
-            .map(|r| format!("{:?}", r.dtype()).to_lowercase())
-            .or_else(|| embedding.as_ref().map(|e| e.dtype.clone()))
-            .unwrap_or_default(),
+        dtype: format!("{dtype:?}").to_lowercase(),
         kernel: reranker
             .map(|r| r.kernel())
             .or_else(|| state.inner.embedder.as_ref().map(|e| e.embedder.kernel()))
@@ -227,6 +289,14 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
         reranker: reranker.is_some(),
         embedding,
     })
+}
+
+/// The commit of a model folder inside a hub cache (`…/snapshots/<commit>`).
+fn hub_commit(dir: &std::path::Path) -> Option<String> {
+    let parent = dir.parent()?;
+    (parent.file_name()? == "snapshots")
+        .then(|| dir.file_name()?.to_str().map(String::from))
+        .flatten()
 }
 
 /// Prometheus text format.
@@ -245,7 +315,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         description = "BGE rerankers behind the TEI, Cohere, Jina and legacy text_pairs APIs; embedders behind TEI /embed and OpenAI /v1/embeddings"
     ),
     paths(
-        tei_rerank,
+        rerank_any,
         cohere_rerank,
         legacy,
         crate::http::embeddings::tei_embed,
@@ -265,6 +335,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         crate::http::embeddings::EncodingFormat,
         EmbeddingInfo,
         ErrorBody,
+        RerankRequest,
+        RerankResponse,
         TeiRerankRequest,
         TeiRank,
         CohereRerankRequest,

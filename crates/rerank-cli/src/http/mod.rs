@@ -5,6 +5,7 @@ mod embeddings;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod lenient;
 mod metrics_layer;
 pub mod pyliteral;
 pub mod queue;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub query_max_length: Option<usize>,
     /// Truncation strategy.
     pub truncation: Truncation,
+    /// Origins whose browser pages may call the API (CORS); empty: none.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// What every handler shares.
@@ -154,7 +157,7 @@ fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = histogram_buckets(PrometheusBuilder::new()).build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed; metrics then go there.
             let _ = metrics::set_global_recorder(recorder);
@@ -163,11 +166,40 @@ fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// TEI's histogram buckets (histograms, not the exporter's default summaries): durations from
+/// 15 µs growing ×1.5 (35 buckets), sizes and lengths in powers of two up to 2^20.
+fn histogram_buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    let mut durations = Vec::with_capacity(35);
+    let mut value = 0.00001;
+    for _ in 0..35 {
+        value *= 1.5;
+        durations.push(value);
+    }
+    let powers: Vec<f64> = (0..=20).map(|x| f64::from(1u32 << x)).collect();
+    let sized = [
+        "te_request_input_length",
+        "te_batch_next_size",
+        "te_batch_next_tokens",
+    ];
+    let builder = builder
+        .set_buckets_for_metric(Matcher::Suffix("duration".into()), &durations)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &durations)
+        });
+    sized
+        .iter()
+        .fold(builder, |b, name| {
+            b.and_then(|b| b.set_buckets_for_metric(Matcher::Full((*name).into()), &powers))
+        })
+        .expect("bucket lists are not empty")
+}
+
 /// The router with every route, auth, body limit and metrics.
 pub fn app(state: AppState) -> Router {
     let legacy = legacy_route(&state.config().served_model_name);
     let protected = Router::new()
-        .route("/rerank", post(handlers::tei_rerank))
+        .route("/rerank", post(handlers::rerank_any))
         .route("/v1/rerank", post(handlers::cohere_rerank))
         .route("/v2/rerank", post(handlers::cohere_rerank))
         .route(&legacy, post(handlers::legacy))
@@ -180,8 +212,9 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
-        ));
-    Router::new()
+        ))
+        .route_layer(middleware::from_fn(refuse_browser_forms));
+    let router = Router::new()
         .route("/health", get(handlers::health))
         .merge(protected)
         .fallback(not_found)
@@ -195,8 +228,63 @@ pub fn app(state: AppState) -> Router {
             state.config().body_read_timeout,
         )))
         .layer(middleware::from_fn(metrics_layer::track))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let router = match cors(&state.config().cors_allow_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// CORS for the listed origins only (preflights answered, that exact origin echoed); `None`
+/// when there are none, so no `Access-Control-Allow-Origin` is ever sent.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let values: Vec<header::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(values))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Content types a browser page may POST to another origin without a CORS preflight.
+const SIMPLE_FORM_TYPES: [&str; 3] = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+];
+
+/// 415 for a body a browser form could send cross-origin (the JSON routes take JSON, or a body
+/// without a content type as curl and `requests` send it).
+async fn refuse_browser_forms(req: Request, next: Next) -> Result<Response, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if let Some(kind) = content_type.filter(|k| SIMPLE_FORM_TYPES.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorType::UnsupportedMediaType,
+            format!("Content-Type {kind} is not accepted: send JSON (application/json)"),
+        ));
+    }
+    Ok(next.run(req).await)
 }
 
 /// The legacy service's route for a served model name (checked by [`check_served_name`]).

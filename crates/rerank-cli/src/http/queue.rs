@@ -4,6 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use rerank::{EncodedPair, LayerPlan, Reranker};
 use tokio::sync::oneshot;
@@ -18,6 +19,8 @@ struct Job {
     plan: Option<LayerPlan>,
     tokens: usize,
     reply: oneshot::Sender<JobResult>,
+    /// When it was queued (for `te_request_queue_duration`).
+    queued: Instant,
 }
 
 /// Handle to the inference worker.
@@ -58,16 +61,17 @@ impl Queue {
     ) -> Option<oneshot::Receiver<JobResult>> {
         let (reply, rx) = oneshot::channel();
         let tokens = pairs.iter().map(|p| p.ids.len()).sum();
-        metrics::gauge!("rerank_queue_depth").increment(1.0);
+        queue_size(1.0);
         match self.tx.send(Job {
             pairs,
             plan,
             tokens,
             reply,
+            queued: Instant::now(),
         }) {
             Ok(()) => Some(rx),
             Err(_) => {
-                metrics::gauge!("rerank_queue_depth").decrement(1.0);
+                queue_size(-1.0);
                 None
             }
         }
@@ -96,7 +100,7 @@ fn worker(reranker: &Reranker, rx: &mpsc::Receiver<Job>, max_batch_tokens: usize
             tokens += job.tokens;
             jobs.push(job);
         }
-        metrics::gauge!("rerank_queue_depth").decrement(jobs.len() as f64);
+        queue_size(-(jobs.len() as f64));
         // Pairs of clients that went away are not computed.
         jobs.retain(|job| !job.reply.is_closed());
         if !jobs.is_empty() {
@@ -111,17 +115,22 @@ fn run_batch(reranker: &Reranker, jobs: Vec<Job>) {
     let mut pairs = Vec::new();
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
+        metrics::histogram!("te_request_queue_duration").record(job.queued.elapsed().as_secs_f64());
         replies.push((job.reply, job.pairs.len()));
         pairs.extend(job.pairs);
     }
     let tokens: usize = pairs.iter().map(|p| p.ids.len()).sum();
     metrics::histogram!("rerank_batch_size").record(pairs.len() as f64);
     metrics::histogram!("rerank_batch_tokens").record(tokens as f64);
+    metrics::histogram!("te_batch_next_size").record(pairs.len() as f64);
+    metrics::histogram!("te_batch_next_tokens").record(tokens as f64);
+    let start = Instant::now();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         reranker
             .score_encoded_plan(&pairs, pairs.len().max(1), plan.as_ref())
             .map(|mut layers| layers.pop().unwrap_or_default())
     }));
+    metrics::histogram!("te_request_inference_duration").record(start.elapsed().as_secs_f64());
     let scores = match result {
         Ok(Ok(scores)) => scores,
         Ok(Err(err)) => return fail_all(replies, err.to_string()),
@@ -133,6 +142,12 @@ fn run_batch(reranker: &Reranker, jobs: Vec<Job>) {
         rest = tail;
         let _ = reply.send(Ok(mine.to_vec()));
     }
+}
+
+/// Jobs waiting for the worker: ours (`rerank_queue_depth`) and TEI's name (`te_queue_size`).
+fn queue_size(change: f64) {
+    metrics::gauge!("rerank_queue_depth").increment(change);
+    metrics::gauge!("te_queue_size").increment(change);
 }
 
 fn fail_all(replies: Vec<(oneshot::Sender<JobResult>, usize)>, message: String) {

@@ -103,6 +103,8 @@ impl AppState {
     /// Scores the texts of one request.
     pub async fn score(&self, request: ScoreRequest) -> Result<Scored, ApiError> {
         let config = self.config();
+        let started = std::time::Instant::now();
+        metrics::counter!("te_request_count", "method" => "rerank").increment(1);
         check_sizes(
             &request.inputs,
             config.max_documents,
@@ -135,6 +137,7 @@ impl AppState {
         };
         let plan = reranker.plan_single_layer(&request.layers)?;
         let (inputs, prompt) = (request.inputs, request.prompt);
+        let tokenizing = std::time::Instant::now();
         let encoded = tokio::task::spawn_blocking(move || match inputs {
             Inputs::QueryDocuments { query, documents } => {
                 reranker.encode_query_documents(&query, &documents, &limits, &prompt)
@@ -143,6 +146,7 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;
+        record_tokenization(tokenizing, encoded.iter().map(|e| e.ids.len()));
         // Checked here, per request, so that one bad pair never fails a batch shared with
         // other clients.
         if let Some(i) = encoded.iter().position(|e| e.ids.is_empty()) {
@@ -173,10 +177,9 @@ impl AppState {
             config.max_client_batch_size,
             config.max_batch_tokens,
         );
-        Ok(Scored {
-            raw: self.run_jobs(jobs, plan).await?,
-            tokens,
-        })
+        let raw = self.run_jobs(jobs, plan).await?;
+        record_success(started);
+        Ok(Scored { raw, tokens })
     }
 
     /// Queues the jobs of one request, at most [`JOBS_IN_QUEUE_PER_REQUEST`] at a time, and
@@ -205,6 +208,20 @@ impl AppState {
             raw.extend(scores.map_err(ApiError::backend)?);
         }
     }
+}
+
+/// TEI's `te_request_tokenization_duration` and `te_request_input_length` (one per input).
+pub fn record_tokenization(started: std::time::Instant, lengths: impl Iterator<Item = usize>) {
+    metrics::histogram!("te_request_tokenization_duration").record(started.elapsed().as_secs_f64());
+    for length in lengths {
+        metrics::histogram!("te_request_input_length").record(length as f64);
+    }
+}
+
+/// TEI's `te_request_success` and `te_request_duration` for a request answered in full.
+pub fn record_success(started: std::time::Instant) {
+    metrics::counter!("te_request_success").increment(1);
+    metrics::histogram!("te_request_duration").record(started.elapsed().as_secs_f64());
 }
 
 /// Splits pairs into jobs of at most `max_pairs` pairs and (but for a single longer pair)

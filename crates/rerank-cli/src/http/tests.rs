@@ -37,6 +37,7 @@ pub(super) fn config() -> ServerConfig {
         max_length: 512,
         query_max_length: None,
         truncation: Truncation::Flag,
+        cors_allow_origins: Vec::new(),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Request and response bodies of the four APIs (see `shared/docs/API.md`). Unknown request
-//! fields are ignored.
+//! fields are ignored; booleans and integers also come as strings ([`lenient`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::http::lenient;
 
 /// Which end of an over-long text TEI cuts.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
@@ -26,16 +28,16 @@ pub struct TeiRerankRequest {
     #[schema(min_items = 1)]
     pub texts: Vec<String>,
     /// Cut over-long pairs (default true); `false` rejects them with 422.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub truncate: Option<bool>,
     /// Which end to cut.
     #[serde(default)]
     pub truncation_direction: Direction,
     /// Raw logits instead of sigmoid scores.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub raw_scores: bool,
     /// Echo each text in the response.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub return_text: bool,
     /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
     /// `compress_layers`); other models answer 422 to any of them.
@@ -57,7 +59,7 @@ pub struct LlmFields {
     pub cutoff_layers: Option<Vec<usize>>,
     /// bge-reranker-v2.5-gemma2-lightweight only: passage tokens averaged into one (1, 2, 4
     /// or 8; default 1, off).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     pub compress_ratio: Option<usize>,
     /// bge-reranker-v2.5-gemma2-lightweight only: layers before which the passage is
     /// compressed (default [8]).
@@ -76,7 +78,7 @@ fn layers<'de, D: serde::Deserializer<'de>>(
     field: &str,
 ) -> Result<Option<Vec<usize>>, D::Error> {
     use serde::de::Error;
-    let as_layer = |v: &serde_json::Value| v.as_u64().and_then(|l| usize::try_from(l).ok());
+    let as_layer = lenient::as_usize;
     let bad = || D::Error::custom(format!("{field} must be a layer number or a list of them"));
     match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => Ok(None),
@@ -111,6 +113,28 @@ pub enum Layers {
     One(usize),
     /// Several layers.
     Many(Vec<usize>),
+}
+
+/// `POST /rerank`'s two request shapes (for the OpenAPI document; chosen by key).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub enum RerankRequest {
+    /// TEI: `{query, texts}`.
+    Tei(TeiRerankRequest),
+    /// Cohere / Jina / vLLM / Infinity: `{query, documents}`.
+    Cohere(CohereRerankRequest),
+}
+
+/// `POST /rerank`'s two response shapes: TEI's sorted list, or Cohere's object.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub enum RerankResponse {
+    /// For a TEI request.
+    Tei(Vec<TeiRank>),
+    /// For a `documents` request.
+    Cohere(CohereRerankResponse),
 }
 
 /// One TEI result.
@@ -160,13 +184,13 @@ pub struct CohereRerankRequest {
     #[schema(min_items = 1)]
     pub documents: Vec<Document>,
     /// Return only the best N.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     pub top_n: Option<usize>,
     /// Include each document's text in the results.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub return_documents: Option<bool>,
     /// Cut each document to this many tokens before scoring.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_usize")]
     pub max_tokens_per_doc: Option<usize>,
     /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
     /// `compress_layers`); other models answer 422 to any of them.
@@ -212,8 +236,17 @@ pub struct ApiVersion {
 /// Cohere's billing block.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BilledUnits {
-    /// One search unit per request.
-    pub search_units: u32,
+    /// Cohere's count: one per started hundred documents.
+    pub search_units: usize,
+}
+
+/// Cohere's token counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tokens {
+    /// Tokens fed to the model: every pair, special tokens included, after truncation.
+    pub input_tokens: usize,
+    /// Always 0 (a reranker generates nothing).
+    pub output_tokens: usize,
 }
 
 /// Cohere's `meta`.
@@ -223,6 +256,8 @@ pub struct Meta {
     pub api_version: ApiVersion,
     /// Billing.
     pub billed_units: BilledUnits,
+    /// Token counts.
+    pub tokens: Tokens,
 }
 
 /// The union of Cohere's and Jina's responses.
@@ -281,11 +316,29 @@ pub struct LegacyResponse {
     pub code: u16,
 }
 
-/// `GET /info`.
+/// `GET /info`: TEI's fields (Dify and other TEI clients read `model_type`) and ours.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Info {
     /// The model as named on the command line.
     pub model_id: String,
+    /// TEI: the hub commit of the model, when it came from the hub cache.
+    pub model_sha: Option<String>,
+    /// TEI: the compute dtype (`float32`, `bfloat16`, `int8`).
+    pub model_dtype: String,
+    /// TEI: `{"reranker": {"id2label", "label2id"}}`, or `{"embedding": {"pooling"}}` on a
+    /// server of an embedder alone.
+    #[schema(value_type = Object)]
+    pub model_type: serde_json::Value,
+    /// TEI: requests per forward pass (no fixed limit: `null`).
+    pub max_batch_requests: Option<usize>,
+    /// TEI: whether over-long inputs are cut by default.
+    pub auto_truncate: bool,
+    /// TEI: threads that tokenize.
+    pub tokenization_workers: usize,
+    /// TEI: the build's commit (`null`).
+    pub sha: Option<String>,
+    /// TEI: the container label (`null`).
+    pub docker_label: Option<String>,
     /// The name routes and responses use.
     pub served_model_name: String,
     /// The model's architecture.
