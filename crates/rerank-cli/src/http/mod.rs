@@ -413,6 +413,8 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 #[cfg(test)]
+mod client_tests;
+#[cfg(test)]
 mod embed_tests;
 #[cfg(test)]
 mod tests;
