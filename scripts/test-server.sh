@@ -31,6 +31,10 @@ url=$(grep -m1 '^listening on' "$log" | awk '{print $3}')
 common=(--base-url "$url" --rerank-bin "$bin" --model "$model" --served-model-name bge-reranker-base --api-key "$key")
 "$venv/bin/python" scripts/clients/check_clients.py "${common[@]}" \
   --embedding-model-dir "$embedder" --embedding-name all-MiniLM-L6-v2
+# LiteLLM (huggingface/, infinity/, hosted_vllm/, cohere/), langchain-cohere, LangChain
+# InfinityRerank and JinaRerank, LlamaIndex JinaRerank and CohereRerank, Haystack's TEI ranker, and
+# the Dify, Open WebUI and RAGFlow requests, in venvs of their own (their pins conflict).
+scripts/clients/run_more_clients.sh "$url" "$bin" "$model" bge-reranker-base "$key"
 # rerank eval end to end (real MiniLM first stage, tiny reranker): pytrec_eval recomputes its
 # metrics from the runs it writes.
 eval_json=$(mktemp /tmp/rerank-eval.XXXXXX.json)

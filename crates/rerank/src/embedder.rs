@@ -192,6 +192,8 @@ pub struct EmbedOptions {
     pub truncate: bool,
     /// Text put before every input (a query instruction); `None` = none.
     pub instruction: Option<String>,
+    /// Longest input in tokens (`None`, or more than the model takes: the model's maximum).
+    pub max_length: Option<usize>,
     /// Tokens per forward pass.
     pub batch_tokens: usize,
 }
@@ -202,6 +204,7 @@ impl Default for EmbedOptions {
             normalize: None,
             truncate: true,
             instruction: None,
+            max_length: None,
             batch_tokens: DEFAULT_BATCH_TOKENS,
         }
     }
@@ -371,7 +374,12 @@ impl Embedder {
         texts: &[T],
         opts: &EmbedOptions,
     ) -> Result<Vec<EncodedPair>> {
-        let max = self.config.max_length;
+        let max = opts
+            .max_length
+            .map_or(self.config.max_length, |m| m.min(self.config.max_length));
+        if max == 0 {
+            return Err(Error::Input("max_length must be at least 1".into()));
+        }
         let limit = if opts.truncate { max } else { usize::MAX };
         texts
             .par_iter()

@@ -50,6 +50,21 @@ async fn rerank_takes_the_documents_shape_with_string_scalars() {
     assert_eq!(v["usage"]["prompt_tokens"], tokens);
     assert_eq!(v["meta"]["tokens"]["input_tokens"], tokens);
     assert_eq!(v["meta"]["billed_units"]["search_units"], 1);
+    // Infinity's raw_scores: the logits themselves.
+    let (s, raw) = post(
+        &r,
+        "/rerank",
+        json!({"query": QUERY, "documents": DOCS, "raw_scores": "true"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{raw}");
+    let logits = reranker()
+        .compute_score(&DOCS.map(|d| (QUERY, d)), &rerank::ScoreOptions::default())
+        .unwrap();
+    for r in raw["results"].as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert!((r["relevance_score"].as_f64().unwrap() as f32 - logits[i]).abs() < 1e-6);
+    }
     // The same body on /v1/rerank gives the same scores.
     let (_, v1) = post(
         &r,
@@ -131,7 +146,7 @@ async fn tei_metric_names_are_exposed_with_histogram_buckets() {
     let text = text.as_str().unwrap().to_string();
     for name in [
         "te_request_count{",
-        "te_request_success ",
+        "te_request_success{method=\"rerank\"}",
         "te_request_failure{err=\"validation\"}",
         "te_queue_size ",
         "te_request_duration_bucket{le=",

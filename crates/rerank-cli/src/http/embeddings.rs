@@ -310,7 +310,7 @@ impl AppState {
                 }
             }
         }
-        record_success(started);
+        record_success(started, "embed");
         Ok(Embedded { vectors, tokens })
     }
 }

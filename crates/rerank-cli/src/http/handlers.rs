@@ -111,7 +111,11 @@ pub async fn cohere_rerank(
     let mut request = ScoreRequest::query_documents(req.query, documents.clone()).with_llm(req.llm);
     request.passage_max_length = req.max_tokens_per_doc;
     let scored = state.score(request).await?;
-    let scores: Vec<f32> = scored.raw.iter().map(|&s| sigmoid(s)).collect();
+    let scores: Vec<f32> = if req.raw_scores {
+        scored.raw
+    } else {
+        scored.raw.iter().map(|&s| sigmoid(s)).collect()
+    };
     let return_documents = req.return_documents.unwrap_or(false);
     let mut documents: Vec<Option<String>> = documents.into_iter().map(Some).collect();
     let results = ranking(&scores, req.top_n)

@@ -178,7 +178,7 @@ impl AppState {
             config.max_batch_tokens,
         );
         let raw = self.run_jobs(jobs, plan).await?;
-        record_success(started);
+        record_success(started, "rerank");
         Ok(Scored { raw, tokens })
     }
 
@@ -218,9 +218,9 @@ pub fn record_tokenization(started: std::time::Instant, lengths: impl Iterator<I
     }
 }
 
-/// TEI's `te_request_success` and `te_request_duration` for a request answered in full.
-pub fn record_success(started: std::time::Instant) {
-    metrics::counter!("te_request_success").increment(1);
+/// TEI's `te_request_success{method}` and `te_request_duration` for a request answered in full.
+pub fn record_success(started: std::time::Instant, method: &'static str) {
+    metrics::counter!("te_request_success", "method" => method).increment(1);
     metrics::histogram!("te_request_duration").record(started.elapsed().as_secs_f64());
 }
 

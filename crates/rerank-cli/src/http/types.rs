@@ -192,6 +192,9 @@ pub struct CohereRerankRequest {
     /// Cut each document to this many tokens before scoring.
     #[serde(default, deserialize_with = "lenient::opt_usize")]
     pub max_tokens_per_doc: Option<usize>,
+    /// Infinity: raw logits as `relevance_score` instead of their sigmoid.
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub raw_scores: bool,
     /// LLM rerankers' options (`prompt`, `cutoff_layers`, `compress_ratio`,
     /// `compress_layers`); other models answer 422 to any of them.
     #[serde(flatten)]
@@ -210,7 +213,7 @@ pub struct DocumentText {
 pub struct CohereResult {
     /// Position of the document in the request.
     pub index: usize,
-    /// Sigmoid of the logit, in (0, 1).
+    /// Sigmoid of the logit, in (0, 1) (the raw logit with Infinity's `raw_scores`).
     pub relevance_score: f32,
     /// The document, with `return_documents`.
     #[serde(skip_serializing_if = "Option::is_none")]
