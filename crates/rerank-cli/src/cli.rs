@@ -42,6 +42,11 @@ pub enum Command {
     /// over the top k, divided by the same sum for the ideal order. Each metric is the mean
     /// over the queries.
     Eval(EvalArgs),
+    /// Precision check (seed 000's eval_metric): score a dataset with --model and compare with
+    /// reference scores (--reference) or a second model, backend or dtype (--against); prints
+    /// max and mean |Δ|, Pearson r, each query's Kendall τ-b and top-1 agreement, and PASS when
+    /// max |Δ| ≤ --tolerance (exit code 0 only then).
+    Validate(ValidateArgs),
     /// Throughput report: pairs/s, time split into tokenisation / inference / post-processing,
     /// GFLOP/s and % of this machine's GEMM peak, on a synthetic shape or a JSONL of real pairs.
     Bench(BenchArgs),
@@ -340,6 +345,37 @@ impl EmbedArgs {
             _ => None,
         }
     }
+}
+
+/// `rerank validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// The pairs: a JSON array of [query, passage] pairs, a JSONL of {"query", "pos", "neg"}
+    /// (each query's pos then neg passages), or MRPC-style {"sentence1", "sentence2"} lines.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Reference scores in the same order: a JSON array of numbers or one number per line
+    /// (e.g. saved from FlagEmbedding or ONNX Runtime).
+    #[arg(long, required_unless_present = "against", conflicts_with = "against")]
+    pub reference: Option<PathBuf>,
+    /// A second model (folder or hub id) to compare with, on the same pairs.
+    #[arg(long)]
+    pub against: Option<String>,
+    /// The second model's dtype [default: f32]; `--against` the same model with another dtype
+    /// checks what a precision costs.
+    #[arg(long, value_enum, requires = "against")]
+    pub against_dtype: Option<DtypeArg>,
+    /// PASS when max |Δ| is at most this.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tolerance: f64,
+    /// Print one JSON object (max_abs_diff, mean_abs_diff, pearson, kendall_tau,
+    /// top1_agreement, pass, …) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// First-stage retrievers of `rerank eval`.

@@ -317,4 +317,10 @@ fn print_table(r: &Report) {
         r.peak_gops, r.peak_source, r.threads
     );
     println!("peak RSS              {:.0} MiB", r.peak_rss_mb);
+    // Seed 000's closing line, to compare its numbers line for line.
+    println!(
+        "summary: avg_sps: {:.2}, e2e_time: {:.3}, avg_inference_time: {:.4}, \
+         avg_preprocess_time: {:.4}, avg_postprocess: {:.6}",
+        r.avg_sps, r.e2e_time, r.avg_inference_time, r.avg_preprocess_time, r.avg_postprocess_time
+    );
 }

@@ -7,6 +7,7 @@ mod plot;
 mod rank;
 mod score;
 mod serve;
+mod validate;
 
 use anyhow::Result;
 use rerank::{Embedder, Reranker};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

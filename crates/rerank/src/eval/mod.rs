@@ -3,12 +3,14 @@
 //! scored with recall@k, MRR@k and nDCG@k against the qrels, as trec_eval computes them
 //! ([`metrics`]).
 
+pub mod agreement;
 pub mod dataset;
 pub mod metrics;
 pub mod retrieval;
 
 use std::collections::BTreeMap;
 
+pub use agreement::{agreement, Agreement};
 pub use dataset::Dataset;
 pub use metrics::{evaluate, per_query, trec_order, Metric, Metrics, Qrels, Run, METRICS};
 pub use retrieval::{Bm25Index, DenseIndex};
