@@ -134,7 +134,7 @@ fn score_all(
 pub fn run(args: ValidateArgs) -> Result<()> {
     let opts = args.scoring.options();
     opts.limits()?;
-    if !(args.tolerance >= 0.0) {
+    if args.tolerance.is_nan() || args.tolerance < 0.0 {
         bail!("--tolerance must be a non-negative number");
     }
     let data = read_data(&read_input(Some(&args.data))?)?;

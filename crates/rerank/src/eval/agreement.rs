@@ -135,7 +135,8 @@ mod tests {
 
     #[test]
     fn disagreement_shows() {
-        let m = agreement(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0], &[0..3]);
+        let whole = [std::ops::Range { start: 0, end: 3 }];
+        let m = agreement(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0], &whole);
         assert_eq!(m.kendall_tau, -1.0);
         assert_eq!(m.top1_agreement, 0.0);
         assert!((m.pearson + 1.0).abs() < 1e-12);
