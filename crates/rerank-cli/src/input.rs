@@ -65,34 +65,24 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
 
 /// Parses a JSON array of document strings.
 pub fn parse_documents(text: &str) -> Result<Vec<String>> {
-    let value = parse_json(text)?;
-    let Some(items) = value.as_array() else {
-        bail!("input must be a JSON array of document strings");
-    };
-    if items.is_empty() {
-        bail!("input has no documents to rank (empty array)");
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::String(s) => Ok(s.clone()),
-            other => bail!("input item {i} is not a string: {}", preview(other)),
-        })
-        .collect()
+    strings(parse_json(text)?, "documents to rank")
 }
 
 /// Parses texts to embed: a JSON array of strings, or one string.
 pub fn parse_texts(text: &str) -> Result<Vec<String>> {
-    let value = parse_json(text)?;
-    if let Value::String(s) = value {
-        return Ok(vec![s]);
+    match parse_json(text)? {
+        Value::String(s) => Ok(vec![s]),
+        value => strings(value, "texts to embed"),
     }
+}
+
+/// A non-empty JSON array of strings; `what` names its items in the error for an empty one.
+fn strings(value: Value, what: &str) -> Result<Vec<String>> {
     let Some(items) = value.as_array() else {
-        bail!("input must be a JSON array of strings (or one string)");
+        bail!("input must be a JSON array of strings");
     };
     if items.is_empty() {
-        bail!("input has no texts to embed (empty array)");
+        bail!("input has no {what} (empty array)");
     }
     items
         .iter()

@@ -1,24 +1,14 @@
 //! End-to-end tests of the `rerank` binary: real process, real fixture model, stdin/stdout.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use rerank_fixtures::{max_abs_diff, model_dir, reference};
 
 fn rerank(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerank"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("RERANK_MODEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rerank");
-    // A run that fails on its flags exits without reading stdin: a broken pipe here is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    common::run_rerank(args, stdin, env)
 }
 
 fn model() -> String {

@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use rerank::eval::{evaluate, Qrels, Run};
 use rerank_fixtures::{fixtures_root, max_abs_diff, model_dir};
@@ -15,17 +14,7 @@ use serde_json::{json, Value};
 use common::Server;
 
 fn rerank(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerank"))
-        .args(args)
-        .env_remove("RERANK_MODEL")
-        .env_remove("RERANK_EMBEDDING_MODEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rerank");
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    common::run_rerank(args, stdin, &[])
 }
 
 fn tiny() -> String {

@@ -1,23 +1,15 @@
 //! `rerank validate` end to end (PASS on equal models and on saved scores, FAIL with a non-zero
 //! exit on a different model) and `rerank bench`'s seed-000 summary line.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 
 use rerank_fixtures::{fixtures_root, model_dir};
 use serde_json::Value;
 
 fn rerank(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerank"))
-        .args(args)
-        .env_remove("RERANK_MODEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rerank");
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    common::run_rerank(args, stdin, &[])
 }
 
 fn data() -> String {

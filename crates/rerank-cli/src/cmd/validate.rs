@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use rerank::eval::dataset::FlagLine;
 use rerank::eval::{agreement, Agreement};
 use rerank::{Reranker, ScoreOptions};
 use serde::Deserialize;
@@ -20,15 +21,6 @@ const CHUNK: usize = 256;
 struct Data {
     pairs: Vec<(String, String)>,
     groups: Vec<Range<usize>>,
-}
-
-#[derive(Deserialize)]
-struct QueryLine {
-    query: String,
-    #[serde(default)]
-    pos: Vec<String>,
-    #[serde(default)]
-    neg: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +45,7 @@ fn read_data(text: &str) -> Result<Data> {
             let value: Value = serde_json::from_str(line)
                 .with_context(|| format!("--data line {}: not JSON", i + 1))?;
             if value.get("query").is_some() {
-                let q: QueryLine = serde_json::from_value(value)
+                let q: FlagLine = serde_json::from_value(value)
                     .with_context(|| format!("--data line {}: not {{query, pos, neg}}", i + 1))?;
                 for passage in q.pos.into_iter().chain(q.neg) {
                     pairs.push((q.query.clone(), passage));

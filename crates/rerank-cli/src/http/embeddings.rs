@@ -266,12 +266,7 @@ impl AppState {
                 "dimensions {d} must be between 1 and the model's {dim}"
             )));
         }
-        let _permit = self
-            .inner
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::overloaded(config.max_concurrent_requests))?;
+        let _permit = self.permit()?;
         let normalize = normalize.unwrap_or(embedder.config().normalize);
         let opts = EmbedOptions {
             normalize: Some(normalize),

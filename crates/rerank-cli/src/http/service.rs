@@ -100,6 +100,16 @@ pub struct Scored {
 }
 
 impl AppState {
+    /// One of `--max-concurrent-requests` slots, held while a request is worked on; 429 when
+    /// none is free.
+    pub fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.inner
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::overloaded(self.config().max_concurrent_requests))
+    }
+
     /// Scores the texts of one request.
     pub async fn score(&self, request: ScoreRequest) -> Result<Scored, ApiError> {
         let config = self.config();
@@ -110,12 +120,7 @@ impl AppState {
             config.max_documents,
             config.max_document_bytes,
         )?;
-        let _permit = self
-            .inner
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::overloaded(config.max_concurrent_requests))?;
+        let _permit = self.permit()?;
         let reranker = self.reranker()?.clone();
         let model_max = reranker.max_sequence_length();
         let mut limits = PairLimits::new(

@@ -137,3 +137,20 @@ pub fn request_port(
     let payload = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(payload).unwrap_or(Value::Null))
 }
+
+/// Runs the `rerank` binary with `args`, `stdin` and extra `env` (the caller's RERANK_MODEL and
+/// RERANK_EMBEDDING_MODEL removed); a run that fails on its flags may not read stdin.
+pub fn run_rerank(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rerank"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RERANK_MODEL")
+        .env_remove("RERANK_EMBEDDING_MODEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rerank");
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}

@@ -20,13 +20,17 @@ pub struct Dataset {
     pub qrels: Qrels,
 }
 
-#[derive(Deserialize)]
-struct FlagLine {
-    query: String,
+/// One line of FlagEmbedding's JSONL: a query, its positive and negative passages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FlagLine {
+    /// The query.
+    pub query: String,
+    /// Relevant passages.
     #[serde(default)]
-    pos: Vec<String>,
+    pub pos: Vec<String>,
+    /// Non-relevant passages.
     #[serde(default)]
-    neg: Vec<String>,
+    pub neg: Vec<String>,
 }
 
 #[derive(Deserialize)]

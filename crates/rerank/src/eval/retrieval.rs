@@ -2,6 +2,7 @@
 
 use half::bf16;
 use rayon::prelude::*;
+use rerank_models::layers::fastmath::dot;
 
 use crate::error::{Error, Result};
 
@@ -106,24 +107,6 @@ impl DenseIndex {
     }
 }
 
-/// f32 dot product in eight lanes (vectorised by the compiler).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// The best `k` of `scores` as `(index, score)`, best first, ties by lower index.
 fn top_k(scores: Vec<f32>, k: usize) -> Vec<(usize, f32)> {
     let better = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
@@ -199,8 +182,6 @@ mod tests {
             vec![(1, 3.0), (2, 3.0), (0, 1.0)]
         );
         assert_eq!(top_k(vec![1.0], 5), vec![(0, 1.0)]);
-        let v: Vec<f32> = (0..100).map(|i| ((i * 37) % 100) as f32).collect();
-        assert_eq!(dot(&v, &v), v.iter().map(|x| x * x).sum::<f32>());
     }
 
     #[test]
