@@ -9,7 +9,9 @@
 #
 # Stages: `build` compiles the release binary; `runtime` (the default, last stage) copies it in.
 # Where the Rust image cannot be pulled (CI here), `--target prebuilt` copies a binary built
-# outside the image from target/container/rerank instead (scripts/test-container.sh).
+# outside the image from target/container/rerank instead (scripts/test-container.sh). Builds
+# only the stages the target needs with BuildKit (Docker's default since 23.0; buildah/podman
+# skip unused stages too); the legacy builder (DOCKER_BUILDKIT=0) would stop at `prebuilt`.
 
 ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
