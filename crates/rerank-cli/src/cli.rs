@@ -74,6 +74,12 @@ pub struct ModelArgs {
     /// attention, no cap); scores differ slightly.
     #[arg(long, env = "RERANK_ATTENTION_SOFTCAP")]
     pub attention_softcap: bool,
+    /// Run this ONNX export (relative to the model folder, or absolute) through ONNX Runtime
+    /// instead of the native engine [default: a folder without safetensors weights runs its
+    /// model.onnx or onnx/model.onnx]. Needs ONNX Runtime ≥ 1.31 at ORT_DYLIB_PATH (e.g.
+    /// onnxruntime/capi/libonnxruntime.so.* of the onnxruntime wheel).
+    #[arg(long, env = "RERANK_ONNX_FILE", value_name = "FILE")]
+    pub onnx_file: Option<PathBuf>,
 }
 
 /// Compute precisions the engine offers.
@@ -190,6 +196,9 @@ pub struct ServeArgs {
     /// (see `rerank score --help`).
     #[arg(long, env = "RERANK_ATTENTION_SOFTCAP")]
     pub attention_softcap: bool,
+    /// Run the reranker's ONNX export through ONNX Runtime (see `rerank score --help`).
+    #[arg(long, env = "RERANK_ONNX_FILE", value_name = "FILE")]
+    pub onnx_file: Option<PathBuf>,
     #[command(flatten)]
     pub scoring: ServeScoringArgs,
     /// Address to listen on.
@@ -369,6 +378,10 @@ pub struct ValidateArgs {
     /// checks what a precision costs.
     #[arg(long, value_enum, requires = "against")]
     pub against_dtype: Option<DtypeArg>,
+    /// Run the second model's ONNX export through ONNX Runtime (relative to its folder, or
+    /// absolute): checks an export against the native engine.
+    #[arg(long, value_name = "FILE", requires = "against")]
+    pub against_onnx_file: Option<PathBuf>,
     /// PASS when max |Δ| is at most this.
     #[arg(long, default_value_t = 1e-3)]
     pub tolerance: f64,

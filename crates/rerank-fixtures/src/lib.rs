@@ -34,32 +34,58 @@ pub fn model_dir(name: &str) -> PathBuf {
         return dest;
     }
     let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
-    fs::create_dir_all(&tmp).expect("create fixture dir");
-    for entry in fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
-        let path = entry.expect("fixture entry").path();
-        let file = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("file name");
-        match file.strip_suffix(".gz") {
-            Some(plain) => {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(fs::File::open(&path).expect("open gz"))
-                    .read_to_end(&mut out)
-                    .expect("gunzip fixture");
-                fs::write(tmp.join(plain), out).expect("write fixture");
-            }
-            None => {
-                fs::copy(&path, tmp.join(file)).expect("copy fixture");
-            }
-        }
-    }
+    unpack_tree(&src, &tmp);
     fs::write(tmp.join(".complete"), b"").expect("mark fixture");
     // Another test process may have won the race; either copy is complete.
     if fs::rename(&tmp, &dest).is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     dest
+}
+
+/// Copies `src` into `dest` recursively, gunzipping every `*.gz` file.
+fn unpack_tree(src: &Path, dest: &Path) {
+    fs::create_dir_all(dest).expect("create fixture dir");
+    for entry in fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let path = entry.expect("fixture entry").path();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        if path.is_dir() {
+            unpack_tree(&path, &dest.join(file));
+            continue;
+        }
+        match file.strip_suffix(".gz") {
+            Some(plain) => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(fs::File::open(&path).expect("open gz"))
+                    .read_to_end(&mut out)
+                    .expect("gunzip fixture");
+                fs::write(dest.join(plain), out).expect("write fixture");
+            }
+            None => {
+                fs::copy(&path, dest.join(file)).expect("copy fixture");
+            }
+        }
+    }
+}
+
+/// The ONNX Runtime library (`ORT_DYLIB_PATH`, set by `scripts/test.sh` from the onnxruntime
+/// wheel). Unset: `None`, after saying the ONNX checks did not run — unless
+/// `RERANK_REQUIRE_REAL_WEIGHTS=1` (scripts/test.sh, CI), where it is a failure.
+pub fn onnxruntime() -> Option<PathBuf> {
+    let required = std::env::var("RERANK_REQUIRE_REAL_WEIGHTS").is_ok_and(|v| v == "1");
+    match std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        Some(path) => Some(PathBuf::from(path)),
+        None if required => {
+            panic!("ORT_DYLIB_PATH is unset (scripts/fetch-onnxruntime.sh prints it)")
+        }
+        None => {
+            eprintln!("ORT_DYLIB_PATH is unset: ONNX Runtime checks skipped (run scripts/test.sh)");
+            None
+        }
+    }
 }
 
 /// The real all-MiniLM-L6-v2 folder from `RERANK_MINILM_DIR` (set by `scripts/test.sh`, which

@@ -56,6 +56,9 @@ pub enum ModelError {
     /// The input batch cannot be run by this model.
     #[error("invalid input: {0}")]
     Input(String),
+    /// ONNX Runtime could not be loaded, or failed to load or run a graph.
+    #[error("ONNX Runtime: {0}")]
+    Onnx(String),
 }
 
 /// Result alias for the engine.

@@ -22,8 +22,8 @@ pub use error::{ModelError, Result};
 pub use layers::Matrix;
 pub use layerwise::{LayerPlan, LayerRequest, LayerSupport};
 pub use models::{
-    load_cross_encoder, load_cross_encoder_with, load_text_encoder, model_kind, CrossEncoder,
-    LoadOptions, ModelKind, TextEncoder,
+    load_cross_encoder, load_cross_encoder_with, load_onnx_cross_encoder, load_text_encoder,
+    model_kind, CrossEncoder, LoadOptions, ModelKind, TextEncoder,
 };
 pub use weights::Weights;
 

@@ -112,13 +112,22 @@ fn check_folder(dir: &Path) -> Result<()> {
             });
         }
     }
-    if !dir.join(WEIGHTS).is_file() && !dir.join(WEIGHTS_INDEX).is_file() {
+    if !has_weights(dir)
+        && !["model.onnx", "onnx/model.onnx"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
+    {
         return Err(Error::MissingFile {
             dir: dir.to_path_buf(),
-            file: format!("{WEIGHTS} (or {WEIGHTS_INDEX})"),
+            file: format!("{WEIGHTS} (or {WEIGHTS_INDEX}, or an ONNX export: model.onnx)"),
         });
     }
     Ok(())
+}
+
+/// True when a model folder has safetensors weights (single file or sharded).
+pub fn has_weights(dir: &Path) -> bool {
+    dir.join(WEIGHTS).is_file() || dir.join(WEIGHTS_INDEX).is_file()
 }
 
 /// The hub cache root, as huggingface_hub computes it.

@@ -150,6 +150,7 @@ pub struct RerankerBuilder {
     threads: Option<usize>,
     dtype: Dtype,
     attention_softcap: bool,
+    onnx_file: Option<PathBuf>,
 }
 
 impl RerankerBuilder {
@@ -172,10 +173,22 @@ impl RerankerBuilder {
         self
     }
 
+    /// Run this ONNX graph (relative to the model folder, or absolute) through ONNX Runtime
+    /// instead of the native engine. Without it, a folder with no safetensors weights but a
+    /// `model.onnx` (root or `onnx/`) runs through ONNX Runtime too.
+    pub fn onnx_file(mut self, file: Option<PathBuf>) -> Self {
+        self.onnx_file = file;
+        self
+    }
+
     /// Resolves the model (folder or hub id), loads weights and tokenizer.
     pub fn build(self) -> Result<Reranker> {
         rerank_models::runtime::set_threads(self.threads.unwrap_or(0));
         let dir = hub::resolve_model(&self.model)?;
+        if let Some(file) = self.onnx_file.as_deref() {
+            let file = rerank_models::models::onnx::find_onnx_file(&dir, Some(file));
+            return Reranker::load_dir_onnx(&self.model, &dir, file, self.dtype);
+        }
         Reranker::load_dir_with(&self.model, &dir, self.dtype, self.attention_softcap)
     }
 }
@@ -195,6 +208,7 @@ pub struct Reranker {
     encoder: InputEncoder,
     model: Box<dyn CrossEncoder>,
     dtype: Dtype,
+    onnx: Option<PathBuf>,
 }
 
 impl Reranker {
@@ -205,6 +219,7 @@ impl Reranker {
             threads: None,
             dtype: Dtype::F32,
             attention_softcap: false,
+            onnx_file: None,
         }
     }
 
@@ -226,6 +241,11 @@ impl Reranker {
         dtype: Dtype,
         attention_softcap: bool,
     ) -> Result<Self> {
+        if !hub::has_weights(dir) {
+            if let Some(file) = rerank_models::models::onnx::find_onnx_file(dir, None) {
+                return Self::load_dir_onnx(model_id, dir, Some(file), dtype);
+            }
+        }
         let kind = rerank_models::model_kind(dir)?;
         let (encoder, score_token) = if kind.is_llm() {
             let prompt = PromptEncoder::from_dir(dir, kind)?;
@@ -248,7 +268,46 @@ impl Reranker {
             encoder,
             model,
             dtype,
+            onnx: None,
         })
+    }
+
+    /// Loads a cross-encoder exported to ONNX (`file`, else the folder's `model.onnx`), run by
+    /// ONNX Runtime (`ORT_DYLIB_PATH`); the graph runs as exported, so `dtype` must be f32.
+    pub fn load_dir_onnx(
+        model_id: &str,
+        dir: &Path,
+        file: Option<PathBuf>,
+        dtype: Dtype,
+    ) -> Result<Self> {
+        if dtype != Dtype::F32 {
+            return Err(Error::Input(format!(
+                "dtype {dtype:?} is for the native engine; an ONNX graph runs in the precision it \
+                 was exported in (export an fp16 or int8 graph instead)"
+            )));
+        }
+        let file = file
+            .or_else(|| rerank_models::models::onnx::find_onnx_file(dir, None))
+            .ok_or_else(|| Error::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "model.onnx (or onnx/model.onnx)".into(),
+            })?;
+        let kind = rerank_models::model_kind(dir)?;
+        let pairs = PairEncoder::from_file(&dir.join("tokenizer.json"), kind == ModelKind::Bert)?;
+        let model = rerank_models::load_onnx_cross_encoder(dir, &file)?;
+        Ok(Self {
+            model_id: model_id.to_string(),
+            dir: dir.to_path_buf(),
+            encoder: InputEncoder::Pair(pairs),
+            model,
+            dtype,
+            onnx: Some(file),
+        })
+    }
+
+    /// The ONNX graph the model runs through ONNX Runtime (`None`: the native engine).
+    pub fn onnx_file(&self) -> Option<&Path> {
+        self.onnx.as_deref()
     }
 
     /// The model as the user named it.
@@ -269,6 +328,9 @@ impl Reranker {
     /// The matrix-product kernel the model's linear layers run on this CPU (chosen at load
     /// from the dtype and the CPU's features).
     pub fn kernel(&self) -> &'static str {
+        if self.onnx.is_some() {
+            return "ONNX Runtime (CPU execution provider)";
+        }
         rerank_models::layers::kernel_for(self.dtype)
     }
 

@@ -33,6 +33,7 @@ pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
         .threads(args.threads)
         .dtype(args.dtype.dtype())
         .attention_softcap(args.attention_softcap)
+        .onnx_file(args.onnx_file.clone())
         .build()?)
 }
 

@@ -30,6 +30,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 threads: args.threads,
                 dtype: args.dtype,
                 attention_softcap: args.attention_softcap,
+                onnx_file: args.onnx_file.clone(),
             })?);
             reranker.check_truncation(config.truncation)?;
             Some(reranker)

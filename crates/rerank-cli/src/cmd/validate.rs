@@ -154,6 +154,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
                 threads: args.model.threads,
                 dtype: args.against_dtype.unwrap_or(DtypeArg::F32),
                 attention_softcap: args.model.attention_softcap,
+                onnx_file: args.against_onnx_file.clone(),
             })?;
             score_all(&against, &data.pairs, &opts, other)?
         }

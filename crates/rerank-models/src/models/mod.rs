@@ -5,6 +5,7 @@ pub mod gemma;
 pub mod gemma2;
 pub(crate) mod llm;
 pub mod minicpm;
+pub mod onnx;
 pub mod xlm_roberta;
 
 use std::path::Path;
@@ -285,6 +286,40 @@ pub fn load_cross_encoder_with(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn
             &bert_config(dir, &config)?,
         )?),
     })
+}
+
+/// Loads a cross-encoder (BERT or XLM-RoBERTa `…ForSequenceClassification`, from `config.json`)
+/// exported to the ONNX graph `file`, run by ONNX Runtime.
+pub fn load_onnx_cross_encoder(dir: &Path, file: &Path) -> Result<Box<dyn CrossEncoder>> {
+    let config = read_config(dir)?;
+    let kind = kind_of(&config)?;
+    let cfg = match kind {
+        ModelKind::Bert | ModelKind::XlmRoberta => bert_config(dir, &config)?,
+        _ => {
+            return Err(ModelError::UnsupportedArchitecture {
+                found: format!("{} (as ONNX)", kind.architecture()),
+                supported: "BertForSequenceClassification, XLMRobertaForSequenceClassification"
+                    .into(),
+            })
+        }
+    };
+    let (max_len, pad) = match kind {
+        ModelKind::XlmRoberta => {
+            let pad = cfg.pad_token_id.unwrap_or(1);
+            (
+                cfg.max_position_embeddings.saturating_sub(pad as usize + 1),
+                pad,
+            )
+        }
+        _ => (cfg.max_position_embeddings, cfg.pad_token_id.unwrap_or(0)),
+    };
+    Ok(Box::new(onnx::OnnxCrossEncoder::load(
+        file,
+        kind,
+        &cfg.encoder,
+        max_len,
+        pad,
+    )?))
 }
 
 /// Loads the bare encoder of a model folder (any BERT or XLM-RoBERTa checkpoint; a
