@@ -60,6 +60,13 @@ pub struct ModelArgs {
     /// downloads).
     #[arg(long, short, env = "RERANK_MODEL")]
     pub model: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How a reranker runs: threads, precision, backend.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
     pub threads: usize,
@@ -186,19 +193,8 @@ pub struct ServeArgs {
     /// folder name or hub id's last part; with no reranker, --served-model-name].
     #[arg(long, env = "RERANK_SERVED_EMBEDDING_MODEL_NAME")]
     pub served_embedding_model_name: Option<String>,
-    /// CPU threads (0 = all cores).
-    #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
-    pub threads: usize,
-    /// Precision of the models' matrix products (see `rerank score --help`).
-    #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
-    /// bge-reranker-v2.5-gemma2-lightweight only: apply Gemma-2's attention-logit soft-cap
-    /// (see `rerank score --help`).
-    #[arg(long, env = "RERANK_ATTENTION_SOFTCAP")]
-    pub attention_softcap: bool,
-    /// Run the reranker's ONNX export through ONNX Runtime (see `rerank score --help`).
-    #[arg(long, env = "RERANK_ONNX_FILE", value_name = "FILE")]
-    pub onnx_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[command(flatten)]
     pub scoring: ServeScoringArgs,
     /// Address to listen on.

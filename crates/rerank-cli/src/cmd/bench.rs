@@ -67,7 +67,7 @@ struct Times {
 
 /// Runs the workload `warmup + iterations` times and prints the report.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let reranker = load_reranker(&args.model)?;
+    let reranker = load_reranker(&args.model.model, &args.model.run)?;
     let (workload, calls) = workload(&args, &reranker)?;
     let limits = PairLimits::new(Truncation::Flag, args.max_length as usize, None);
     let plan = reranker.plan_single_layer(&LayerRequest {
@@ -106,13 +106,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         times.calls += t.calls;
     }
     bar.finish_and_clear();
-    let dtype = format!("{:?}", args.model.dtype).to_lowercase();
+    let dtype = format!("{:?}", args.model.run.dtype).to_lowercase();
     let peak = match args.peak_gflops {
         Some(gops) => Peak {
             gops,
             instruction: "--peak-gflops",
         },
-        None => peak::peak(args.model.dtype.dtype()),
+        None => peak::peak(args.model.run.dtype.dtype()),
     };
     let workload = match &plan {
         Some(p) if p.compress_ratio > 1 => format!(

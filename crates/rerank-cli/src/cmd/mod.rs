@@ -12,7 +12,7 @@ mod validate;
 use anyhow::Result;
 use rerank::{Embedder, Reranker};
 
-use crate::cli::{Cli, Command, DtypeArg, ModelArgs};
+use crate::cli::{Cli, Command, DtypeArg, RunArgs};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -27,9 +27,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Loads the reranker named by `--model`.
-pub(crate) fn load_reranker(args: &ModelArgs) -> Result<Reranker> {
-    Ok(Reranker::builder(&args.model)
+/// Loads the reranker `model` (folder or hub id) as `run` says.
+pub(crate) fn load_reranker(model: &str, args: &RunArgs) -> Result<Reranker> {
+    Ok(Reranker::builder(model)
         .threads(args.threads)
         .dtype(args.dtype.dtype())
         .attention_softcap(args.attention_softcap)

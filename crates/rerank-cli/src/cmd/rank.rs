@@ -11,7 +11,7 @@ pub fn run(args: RankArgs) -> Result<()> {
     let opts = args.scoring.options();
     opts.limits()?;
     let documents = parse_documents(&read_input(args.input.as_deref())?)?;
-    let reranker = load_reranker(&args.model)?;
+    let reranker = load_reranker(&args.model.model, &args.model.run)?;
     let top_n = args.top_n.map(|n| n as usize);
     let ranked = reranker.rank(&args.query, &documents, top_n, &opts)?;
     print_json(&ranked)

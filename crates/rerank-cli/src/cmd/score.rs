@@ -12,7 +12,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let opts = args.scoring.options();
     opts.limits()?;
     let pairs = parse_pairs(&read_input(args.input.as_deref())?)?;
-    let reranker = load_reranker(&args.model)?;
+    let reranker = load_reranker(&args.model.model, &args.model.run)?;
     if opts.cutoff_layers.as_ref().is_some_and(|l| l.len() > 1) {
         let layers = reranker.compute_score_layers(&pairs, &opts)?;
         return print_json(&layers.scores);

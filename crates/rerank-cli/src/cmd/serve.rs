@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{ModelArgs, ServeArgs};
+use crate::cli::ServeArgs;
 use crate::cmd::{load_embedder, load_reranker};
 use crate::http::server::{self, ConnectionLimits, Shutdown};
 use crate::http::{
@@ -25,13 +25,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let reranker = match &args.model {
         Some(model) => {
-            let reranker = Arc::new(load_reranker(&ModelArgs {
-                model: model.clone(),
-                threads: args.threads,
-                dtype: args.dtype,
-                attention_softcap: args.attention_softcap,
-                onnx_file: args.onnx_file.clone(),
-            })?);
+            let reranker = Arc::new(load_reranker(model, &args.run)?);
             reranker.check_truncation(config.truncation)?;
             Some(reranker)
         }
@@ -39,7 +33,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let embedder = match &args.embedding_model {
         Some(model) => Some(ServedEmbedder {
-            embedder: Arc::new(load_embedder(model, args.threads, args.dtype, None)?),
+            embedder: Arc::new(load_embedder(
+                model,
+                args.run.threads,
+                args.run.dtype,
+                None,
+            )?),
             name: embedding_name(&args, model)?,
         }),
         None => None,

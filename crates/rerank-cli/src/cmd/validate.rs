@@ -10,7 +10,7 @@ use rerank::{Reranker, ScoreOptions};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cli::{DtypeArg, ModelArgs, ValidateArgs};
+use crate::cli::{DtypeArg, RunArgs, ValidateArgs};
 use crate::cmd::{load_reranker, print_json};
 use crate::input::{parse_pairs, read_input};
 
@@ -144,18 +144,17 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         }
         None => None,
     };
-    let reranker = load_reranker(&args.model)?;
+    let reranker = load_reranker(&args.model.model, &args.model.run)?;
     let scores = score_all(&reranker, &data.pairs, &opts, &args.model.model)?;
     let reference = match (reference, &args.against) {
         (Some(values), _) => values,
         (None, Some(other)) => {
-            let against = load_reranker(&ModelArgs {
-                model: other.clone(),
-                threads: args.model.threads,
+            let run = RunArgs {
                 dtype: args.against_dtype.unwrap_or(DtypeArg::F32),
-                attention_softcap: args.model.attention_softcap,
                 onnx_file: args.against_onnx_file.clone(),
-            })?;
+                ..args.model.run.clone()
+            };
+            let against = load_reranker(other, &run)?;
             score_all(&against, &data.pairs, &opts, other)?
         }
         (None, None) => bail!("give --reference SCORES or --against MODEL"),

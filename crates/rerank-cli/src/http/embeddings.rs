@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::http::error::{ApiError, ErrorBody, ErrorType};
 use crate::http::extract::ApiJson;
 use crate::http::lenient;
-use crate::http::service::{record_success, record_tokenization};
+use crate::http::service::{record_success, record_tokenization, request_tokens};
 use crate::http::types::Direction;
 use crate::http::AppState;
 
@@ -279,14 +279,7 @@ impl AppState {
             .await
             .map_err(|e| ApiError::backend(format!("tokenizer task failed: {e}")))??;
         record_tokenization(tokenizing, encoded.iter().map(|e| e.ids.len()));
-        let tokens: usize = encoded.iter().map(|e| e.ids.len()).sum();
-        if tokens > config.max_request_tokens {
-            return Err(ApiError::too_large(format!(
-                "the request's texts take {tokens} tokens, over the limit of {} \
-                 (--max-request-tokens): send fewer or shorter texts",
-                config.max_request_tokens
-            )));
-        }
+        let tokens = request_tokens(&encoded, config.max_request_tokens, ("texts", "texts"))?;
         let mut vectors = Vec::with_capacity(encoded.len());
         for job in encoded.chunks(config.max_client_batch_size) {
             let _slot = self.inner.embed_slot.lock().await;

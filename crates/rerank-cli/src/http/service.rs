@@ -169,14 +169,7 @@ impl AppState {
                 }
             )));
         }
-        let tokens: usize = encoded.iter().map(|e| e.ids.len()).sum();
-        if tokens > config.max_request_tokens {
-            return Err(ApiError::too_large(format!(
-                "the request's pairs take {tokens} tokens, over the limit of {} \
-                 (--max-request-tokens): send fewer or shorter documents",
-                config.max_request_tokens
-            )));
-        }
+        let tokens = request_tokens(&encoded, config.max_request_tokens, ("pairs", "documents"))?;
         let jobs = split_jobs(
             encoded,
             config.max_client_batch_size,
@@ -213,6 +206,24 @@ impl AppState {
             raw.extend(scores.map_err(ApiError::backend)?);
         }
     }
+}
+
+/// The tokens of all of one request's sequences; 413 over `--max-request-tokens`. `names` are
+/// what the sequences are and what the client sent (`("pairs", "documents")`).
+pub fn request_tokens(
+    encoded: &[EncodedPair],
+    limit: usize,
+    names: (&str, &str),
+) -> Result<usize, ApiError> {
+    let tokens: usize = encoded.iter().map(|e| e.ids.len()).sum();
+    if tokens > limit {
+        let (sequences, inputs) = names;
+        return Err(ApiError::too_large(format!(
+            "the request's {sequences} take {tokens} tokens, over the limit of {limit} \
+             (--max-request-tokens): send fewer or shorter {inputs}"
+        )));
+    }
+    Ok(tokens)
 }
 
 /// TEI's `te_request_tokenization_duration` and `te_request_input_length` (one per input).
