@@ -71,8 +71,9 @@ pub struct RunArgs {
     #[arg(long, env = "RERANK_THREADS", default_value_t = 0)]
     pub threads: usize,
     /// Precision of the encoder's matrix products: f32 = the reference's numbers; bf16 = bf16
-    /// weights and activations with f32 accumulation (AVX512_BF16); int8 = int8 weights and
-    /// activations with i32 accumulation (AVX512_VNNI). Reduced precisions are faster and
+    /// weights and activations with f32 accumulation (Intel AMX or AVX512_BF16); int8 = int8
+    /// weights and activations with i32 accumulation (AMX or AVX512_VNNI). Reduced precisions
+    /// are faster and
     /// move scores slightly (see BENCHMARKS.md).
     #[arg(long, env = "RERANK_DTYPE", value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,

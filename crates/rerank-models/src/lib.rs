@@ -33,12 +33,12 @@ pub enum Dtype {
     /// f32 weights and activations (the reference's numbers).
     #[default]
     F32,
-    /// bf16 weights, f32 accumulation: with AVX512_BF16 the activations are rounded to bf16 too
-    /// (`vdpbf16ps`); elsewhere, with AVX2+FMA, bf16 weights are widened in registers and
+    /// bf16 weights, f32 accumulation: on Intel AMX (tile `tdpbf16ps`) and with AVX512_BF16
+    /// (`vdpbf16ps`) the activations are rounded to bf16 too; elsewhere, with AVX2+FMA, bf16 weights are widened in registers and
     /// multiplied with f32 activations; without either, bf16-rounded weights run the f32 path.
-    /// Where both kernels exist, a short timed GEMM picks the faster (or f32, if faster still).
+    /// Where several kernels exist, a short timed GEMM picks the fastest (or f32, if faster still).
     Bf16,
     /// int8 weights (per-channel scales) and activations (dynamic per-token scales), i32
-    /// accumulation (AVX512_VNNI where the CPU has it).
+    /// accumulation (AMX `tdpbusd` tiles, else AVX512_VNNI, where the CPU has them).
     Int8,
 }

@@ -52,19 +52,26 @@ fn reduced_precision_fixture_scores_stay_close_to_f32() {
     }
 }
 
-/// (min cosine, min share of unchanged top-10 positions) each precision must keep.
+/// (min cosine, max mean `1 − cosine`, min share of unchanged top-10 positions) each precision
+/// must keep.
 ///
-/// bf16 meets the speed issue's targets (0.999, 95 %). int8 does not: cosine 0.99844 with
-/// per-channel weights and asymmetric per-token activations. Its top-10 share is not a stable
+/// bf16 meets the speed issue's targets (0.999, 95 %) on `vdpbf16ps` (96 %); on Intel AMX
+/// (`tdpbf16ps`, which sums its products in another order) one adjacent pair of near-tied
+/// passages swaps (94 %) while the embeddings are as close to f32 as before (mean `1 − cosine`
+/// 1.012e-5 against 1.010e-5 on `vdpbf16ps`, same CPU), so the ranking floor allows that one
+/// swap and the mean gap, which does not jump on near-ties, bounds the error instead.
+///
+/// int8 does not meet them: cosine 0.99836, mean `1 − cosine` 8.8e-4 (the same on AMX and VNNI:
+/// integer sums are exact) with per-channel weights and asymmetric per-token activations. Its top-10 share is not a stable
 /// figure: the sample rankings hold near-ties (the smallest gap between adjacent top-10
 /// similarities is 1e-4), so changes to f32 arithmetic at the 1e-6 level move it by ten points
 /// (76 % before the AVX-512 attention kernel, 65 % after; a float64 simulation of the same scheme
 /// gives 67 %, see `bench/int8_schemes.py`). The int8 floor guards against a broken int8 path,
 /// not against that noise.
-fn accuracy_floor(dtype: Dtype) -> (f32, f64) {
+fn accuracy_floor(dtype: Dtype) -> (f32, f64, f64) {
     match dtype {
-        Dtype::F32 | Dtype::Bf16 => (0.999, 0.95),
-        Dtype::Int8 => (0.998, 0.55),
+        Dtype::F32 | Dtype::Bf16 => (0.999, 1.2e-5, 0.94),
+        Dtype::Int8 => (0.998, 1.2e-3, 0.55),
     }
 }
 
@@ -116,6 +123,7 @@ fn check_minilm(dtype: Dtype) {
     let f32_model = rerank_models::load_text_encoder(&dir, Dtype::F32).unwrap();
     let reduced_model = rerank_models::load_text_encoder(&dir, dtype).unwrap();
     let (mut worst_cos, mut same, mut total) = (1.0f32, 0usize, 0usize);
+    let (mut gap_sum, mut vectors) = (0.0f64, 0usize);
     for line in samples.lines() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
         let query = [row["query"].as_str().unwrap().to_string()];
@@ -131,6 +139,8 @@ fn check_minilm(dtype: Dtype) {
         let reduced = embed(reduced_model.as_ref(), &tokenizer, &texts);
         for (a, b) in exact.iter().zip(&reduced) {
             worst_cos = worst_cos.min(dot(a, b));
+            gap_sum += 1.0 - dot(a, b) as f64;
+            vectors += 1;
         }
         let want = top10(&exact[0], &exact[1..]);
         let got = top10(&reduced[0], &reduced[1..]);
@@ -138,8 +148,13 @@ fn check_minilm(dtype: Dtype) {
         total += want.len();
     }
     let kept = same as f64 / total as f64;
-    println!("all-MiniLM-L6-v2 {dtype:?}: min cosine to f32 {worst_cos:.6}, top-10 positions unchanged {same}/{total} ({:.1} %)", 100.0 * kept);
-    let (min_cos, min_kept) = accuracy_floor(dtype);
+    let mean_gap = gap_sum / vectors as f64;
+    println!("all-MiniLM-L6-v2 {dtype:?} ({}): min cosine to f32 {worst_cos:.6}, mean 1 - cosine {mean_gap:.3e}, top-10 positions unchanged {same}/{total} ({:.1} %)", rerank_models::layers::linear::kernel_for(dtype), 100.0 * kept);
+    let (min_cos, max_mean_gap, min_kept) = accuracy_floor(dtype);
     assert!(worst_cos >= min_cos, "{dtype:?}: cosine {worst_cos}");
+    assert!(
+        mean_gap <= max_mean_gap,
+        "{dtype:?}: mean 1 - cosine {mean_gap}"
+    );
     assert!(kept >= min_kept, "{dtype:?}: ranking kept {kept}");
 }

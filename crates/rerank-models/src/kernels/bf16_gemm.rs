@@ -195,20 +195,6 @@ mod tests {
     use super::*;
     use crate::kernels::test_cases;
 
-    /// The exact product of bf16-rounded inputs, accumulated in f64.
-    fn reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> Vec<f32> {
-        let r = |v: f32| from_bf16_bits(to_bf16_bits(v)) as f64;
-        let k = x.cols;
-        let mut out = vec![0.0; x.rows * n];
-        for i in 0..x.rows {
-            for j in 0..n {
-                let dot: f64 = (0..k).map(|t| r(x.data[i * k + t]) * r(w[j * k + t])).sum();
-                out[i * n + j] = (dot + bias[j] as f64) as f32;
-            }
-        }
-        out
-    }
-
     #[test]
     fn rounding_is_nearest_even() {
         assert_eq!(from_bf16_bits(to_bf16_bits(1.0)), 1.0);
@@ -230,14 +216,8 @@ mod tests {
             let (w, bias, x) = test_cases::inputs(m, k, n);
             let packed = PackedBf16::pack(&w, Some(&bias), k, n);
             let got = test_cases::with_post_op_checked((m, k, n), |post| packed.matmul(&x, post));
-            let want = reference(&w, &bias, &x, n);
-            assert_eq!((got.rows, got.cols), (m, n));
-            for (g, r) in got.data.iter().zip(&want) {
-                assert!(
-                    (g - r).abs() <= 1e-3 * (1.0 + r.abs()),
-                    "{m}x{k}x{n}: {g} vs {r}"
-                );
-            }
+            let want = test_cases::bf16_reference(&w, &bias, &x, n);
+            test_cases::assert_close(&got, &want, (m, k, n));
         }
     }
 }

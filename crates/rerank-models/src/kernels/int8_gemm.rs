@@ -207,7 +207,7 @@ fn quantize_rows(x: &Matrix, m_pad: usize, k4: usize) -> (Vec<u32>, Vec<f32>, Ve
 /// [`quantize_row_u8`] with AVX-512, writing the `row.len()` bytes to `dst`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_row_into(row: &[f32], dst: *mut u8) -> (f32, i32) {
+pub(crate) unsafe fn quantize_row_into(row: &[f32], dst: *mut u8) -> (f32, i32) {
     use std::arch::x86_64::*;
     let (n, src) = (row.len(), row.as_ptr());
     let tail = n % 16;
@@ -238,7 +238,7 @@ unsafe fn quantize_row_into(row: &[f32], dst: *mut u8) -> (f32, i32) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn quantize_row_into(_: &[f32], _: *mut u8) -> (f32, i32) {
+pub(crate) unsafe fn quantize_row_into(_: &[f32], _: *mut u8) -> (f32, i32) {
     unreachable!("the int8 kernel runs only where supported() is true")
 }
 
@@ -348,21 +348,8 @@ mod tests {
             let (w, bias, x) = test_cases::inputs(m, k, n);
             let packed = PackedInt8::pack(&w, Some(&bias), k, n);
             let got = test_cases::with_post_op_checked((m, k, n), |post| packed.matmul(&x, post));
-            let wq = PackedInt8::dequantized(&w, k, n);
-            for i in 0..m {
-                let (q, s, z) = quantize_row_u8(x.row(i));
-                for j in 0..n {
-                    let dot: f64 = (0..k)
-                        .map(|t| (q[t] as f64 - z as f64) * s as f64 * wq[j * k + t] as f64)
-                        .sum();
-                    let want = (dot + bias[j] as f64) as f32;
-                    let g = got.data[i * n + j];
-                    assert!(
-                        (g - want).abs() <= 1e-3 * (1.0 + want.abs()),
-                        "{m}x{k}x{n} [{i},{j}]: {g} vs {want}"
-                    );
-                }
-            }
+            let want = test_cases::int8_reference(&w, &bias, &x, n);
+            test_cases::assert_close(&got, &want, (m, k, n));
         }
     }
 }

@@ -6,6 +6,8 @@
 //! tiles and panels that [`unpad`] cuts back. Kernels for narrower registers (AVX2) use the same
 //! helpers with their own [`Tiling`].
 
+pub mod amx;
+pub mod amx_gemm;
 pub mod attention;
 pub mod bf16_gemm;
 pub mod bf16w_gemm;
@@ -265,6 +267,53 @@ pub(crate) mod test_cases {
         (64, 128, 96),
         (130, 96, 50),
     ];
+
+    /// The exact product of bf16-rounded inputs plus bias, accumulated in f64.
+    pub fn bf16_reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> Vec<f32> {
+        use crate::kernels::bf16_gemm::{from_bf16_bits, to_bf16_bits};
+        let r = |v: f32| from_bf16_bits(to_bf16_bits(v)) as f64;
+        let k = x.cols;
+        let mut out = vec![0.0; x.rows * n];
+        for i in 0..x.rows {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| r(x.data[i * k + t]) * r(w[j * k + t])).sum();
+                out[i * n + j] = (dot + bias[j] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    /// The int8 kernels' result computed in f64: rows quantised to u8 per row, weights to s8
+    /// per column, plus bias.
+    pub fn int8_reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> Vec<f32> {
+        use crate::kernels::int8_gemm::{quantize_row_u8, PackedInt8};
+        let k = x.cols;
+        let wq = PackedInt8::dequantized(w, k, n);
+        let mut out = vec![0.0; x.rows * n];
+        for i in 0..x.rows {
+            let (q, s, z) = quantize_row_u8(x.row(i));
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|t| (q[t] as f64 - z as f64) * s as f64 * wq[j * k + t] as f64)
+                    .sum();
+                out[i * n + j] = (dot + bias[j] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    /// Asserts `got` (`[m, n]`) equals `want` within `1e-3·(1 + |want|)`.
+    pub fn assert_close(got: &Matrix, want: &[f32], (m, k, n): (usize, usize, usize)) {
+        assert_eq!((got.rows, got.cols), (m, n));
+        for (idx, (g, r)) in got.data.iter().zip(want).enumerate() {
+            assert!(
+                (g - r).abs() <= 1e-3 * (1.0 + r.abs()),
+                "{m}x{k}x{n} [{}, {}]: {g} vs {r}",
+                idx / n.max(1),
+                idx % n.max(1)
+            );
+        }
+    }
 
     /// Runs `matmul` without and with a fused post-op and checks the fused output equals the
     /// post-op applied afterwards; returns the plain output.

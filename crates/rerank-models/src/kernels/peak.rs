@@ -52,7 +52,9 @@ fn probe_for(dtype: Dtype) -> Probe {
     {
         use std::arch::is_x86_feature_detected as has;
         match dtype {
+            Dtype::Bf16 if crate::layers::linear::bf16_runs_on_amx() => return x86::TDPBF16,
             Dtype::Bf16 if super::bf16_gemm::supported() => return x86::DPBF16,
+            Dtype::Int8 if super::amx_gemm::supported() => return x86::TDPBUSD,
             Dtype::Int8 if super::int8_gemm::supported() => return x86::DPBUSD,
             _ => {}
         }
@@ -114,11 +116,12 @@ fn scalar_loop(iters: usize) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The x86 probes. Accumulators converge to 1 (no denormals, no overflow).
+    //! The x86 probes (the AMX ones loop in [`crate::kernels::amx::probe_loop`]). Accumulators converge to 1 (no denormals, no overflow).
 
     use std::arch::x86_64::*;
 
     use super::Probe;
+    use crate::kernels::amx::TileOp;
 
     /// Independent chains per probe: ≥ latency × issue width on current cores, within the
     /// 16 (AVX2) or 32 (AVX-512) vector registers.
@@ -141,6 +144,20 @@ mod x86 {
         instruction: "avx512_bf16 vdpbf16ps zmm",
         ops_per_iter: (CHAINS_512 * 32 * 2) as f64,
         run: |iters| unsafe { dpbf16(iters) },
+    };
+
+    pub(super) const TDPBF16: Probe = Probe {
+        instruction: "amx tdpbf16ps (bf16 tiles)",
+        ops_per_iter: crate::kernels::amx::probe_ops_per_iter(TileOp::Bf16),
+        // SAFETY: chosen only where the AMX bf16 kernel runs (AMX available).
+        run: |iters| unsafe { crate::kernels::amx::probe_loop(TileOp::Bf16, iters) },
+    };
+
+    pub(super) const TDPBUSD: Probe = Probe {
+        instruction: "amx tdpbusd (int8 tiles)",
+        ops_per_iter: crate::kernels::amx::probe_ops_per_iter(TileOp::U8S8),
+        // SAFETY: chosen only where the AMX kernels run (AMX available).
+        run: |iters| unsafe { crate::kernels::amx::probe_loop(TileOp::U8S8, iters) },
     };
 
     pub(super) const DPBUSD: Probe = Probe {

@@ -3,6 +3,7 @@
 use gemm::Parallelism;
 
 use crate::error::Result;
+use crate::kernels::amx_gemm::{self, PackedAmxBf16, PackedAmxInt8};
 use crate::kernels::bf16_gemm::{self, PackedBf16};
 use crate::kernels::bf16w_gemm::{self, PackedBf16W};
 use crate::kernels::int8_gemm::{self, PackedInt8};
@@ -17,6 +18,8 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// Which kernel bf16 layers run on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bf16Choice {
+    /// `tdpbf16ps` (Intel AMX tiles): weights and activations in bf16.
+    Amx,
     /// `vdpbf16ps` (AVX512_BF16): weights and activations in bf16.
     Dot,
     /// bf16 weights widened to f32 in registers (AVX2+FMA).
@@ -25,15 +28,18 @@ enum Bf16Choice {
     F32,
 }
 
-/// The bf16 kernel for this CPU, chosen once per process. Where both bf16 kernels can run
-/// (AVX512_BF16 and AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 3, a few
-/// milliseconds) picks the fastest of `vdpbf16ps`, the widening kernel and the f32 kernel on
-/// bf16-rounded weights: some cores run `vdpbf16ps` slower than f32 FMAs, and bf16 must never
+/// The bf16 kernel for this CPU, chosen once per process. Where two or more bf16 kernels can
+/// run (AMX, AVX512_BF16, AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 3, a few
+/// milliseconds) picks the fastest of AMX `tdpbf16ps`, `vdpbf16ps`, the widening kernel and
+/// the f32 kernel on bf16-rounded weights: some cores run `vdpbf16ps` slower than f32 FMAs, and bf16 must never
 /// be slower than f32. The bf16-storage kernels win ties within 5 % (half the memory).
 fn bf16_choice() -> Bf16Choice {
     static CHOICE: std::sync::OnceLock<Bf16Choice> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
         let mut candidates = Vec::new();
+        if amx_gemm::supported() {
+            candidates.push(Bf16Choice::Amx);
+        }
         if bf16_gemm::supported() {
             candidates.push(Bf16Choice::Dot);
         }
@@ -82,32 +88,45 @@ fn bf16_choice() -> Bf16Choice {
     })
 }
 
+/// True when bf16 layers run on the AMX kernel on this CPU.
+pub(crate) fn bf16_runs_on_amx() -> bool {
+    bf16_choice() == Bf16Choice::Amx
+}
+
 /// How the weight is stored for its kernel.
 enum Kernel {
     /// Transposed f32 (`[in, out]`, row-major) for the `gemm` crate.
     F32 { weight_t: Vec<f32> },
+    /// bf16 pairs packed in AMX tiles (the bias is folded in there).
+    AmxBf16(PackedAmxBf16),
     /// bf16 pairs packed for the AVX512_BF16 kernel (the bias is folded in there).
     Bf16(PackedBf16),
     /// bf16 weights packed for the AVX2+FMA kernel that widens them to f32 in registers (the
     /// bias is folded in there).
     Bf16W(PackedBf16W),
+    /// int8 quads packed in AMX tiles (the bias is folded in there).
+    AmxInt8(PackedAmxInt8),
     /// int8 quads packed for the AVX512_VNNI kernel (the bias is folded in there).
     Int8(PackedInt8),
 }
 
 const F32_KERNEL: &str = "f32 (gemm crate)";
+const AMX_BF16_KERNEL: &str = "bf16 (AMX tdpbf16ps)";
 const BF16_KERNEL: &str = "bf16 (AVX512_BF16 vdpbf16ps)";
 const BF16W_KERNEL: &str = "bf16 weights widened to f32 (AVX2+FMA)";
+const AMX_INT8_KERNEL: &str = "int8 (AMX tdpbusd)";
 const INT8_KERNEL: &str = "int8 (AVX512_VNNI)";
 
 /// The kernel a layer built in `dtype` runs on this CPU (for logs, `/info` and benchmarks).
 pub fn kernel_for(dtype: Dtype) -> &'static str {
     match dtype {
         Dtype::Bf16 => match bf16_choice() {
+            Bf16Choice::Amx => AMX_BF16_KERNEL,
             Bf16Choice::Dot => BF16_KERNEL,
             Bf16Choice::Widen => BF16W_KERNEL,
             Bf16Choice::F32 => "bf16-rounded weights on the f32 path (gemm crate)",
         },
+        Dtype::Int8 if amx_gemm::supported() => AMX_INT8_KERNEL,
         Dtype::Int8 if int8_gemm::supported() => INT8_KERNEL,
         Dtype::Int8 => "int8-rounded weights on the f32 path (gemm crate)",
         Dtype::F32 => F32_KERNEL,
@@ -187,11 +206,11 @@ impl Linear {
         Self::from_parts_as(weight, bias, in_dim, out_dim, Dtype::F32)
     }
 
-    /// Builds a layer in `dtype` (on the kernel [`kernel_for`] names). bf16 runs `vdpbf16ps` where the CPU has AVX512_BF16 and
-    /// a timed GEMM shows it pays, else keeps its weights in bf16 and widens them to f32 in
-    /// registers where it has AVX2+FMA;
-    /// int8 runs its AVX512_VNNI kernel. Elsewhere both keep the rounded/quantised weights on
-    /// the f32 path.
+    /// Builds a layer in `dtype` (on the kernel [`kernel_for`] names). bf16 runs the fastest of
+    /// AMX tiles, `vdpbf16ps` (AVX512_BF16) and the kernel that keeps its weights in bf16 and
+    /// widens them to f32 in registers (AVX2+FMA), by a timed GEMM; int8 runs its AMX kernel,
+    /// else its AVX512_VNNI one. Elsewhere both keep the rounded/quantised weights on the f32
+    /// path.
     pub fn from_parts_as(
         weight: &[f32],
         bias: Option<Vec<f32>>,
@@ -203,6 +222,12 @@ impl Linear {
             Dtype::Bf16 => {
                 return Self::with_kernel_bias(weight, bias, in_dim, out_dim, bf16_choice())
             }
+            Dtype::Int8 if amx_gemm::supported() => Kernel::AmxInt8(PackedAmxInt8::pack(
+                weight,
+                bias.as_deref(),
+                in_dim,
+                out_dim,
+            )),
             Dtype::Int8 if int8_gemm::supported() => {
                 Kernel::Int8(PackedInt8::pack(weight, bias.as_deref(), in_dim, out_dim))
             }
@@ -239,6 +264,12 @@ impl Linear {
         choice: Bf16Choice,
     ) -> Self {
         let kernel = match choice {
+            Bf16Choice::Amx => Kernel::AmxBf16(PackedAmxBf16::pack(
+                weight,
+                bias.as_deref(),
+                in_dim,
+                out_dim,
+            )),
             Bf16Choice::Dot => {
                 Kernel::Bf16(PackedBf16::pack(weight, bias.as_deref(), in_dim, out_dim))
             }
@@ -277,8 +308,10 @@ impl Linear {
     pub fn kernel_name(&self) -> &'static str {
         match self.kernel {
             Kernel::F32 { .. } => F32_KERNEL,
+            Kernel::AmxBf16(_) => AMX_BF16_KERNEL,
             Kernel::Bf16(_) => BF16_KERNEL,
             Kernel::Bf16W(_) => BF16W_KERNEL,
+            Kernel::AmxInt8(_) => AMX_INT8_KERNEL,
             Kernel::Int8(_) => INT8_KERNEL,
         }
     }
@@ -286,8 +319,10 @@ impl Linear {
     /// `x·Wᵀ + b` for every row of `x` (`[rows, in]` → `[rows, out]`).
     pub fn forward(&self, x: &Matrix) -> Matrix {
         match &self.kernel {
+            Kernel::AmxBf16(packed) => packed.matmul(x, None),
             Kernel::Bf16(packed) => packed.matmul(x, None),
             Kernel::Bf16W(packed) => packed.matmul(x, None),
+            Kernel::AmxInt8(packed) => packed.matmul(x, None),
             Kernel::Int8(packed) => packed.matmul(x, None),
             Kernel::F32 { weight_t } => self.forward_f32(weight_t, x),
         }
@@ -298,8 +333,10 @@ impl Linear {
     pub fn forward_activated(&self, x: &Matrix, act: Activation) -> Matrix {
         let post = |values: &mut [f32]| act.apply_serial(values);
         match &self.kernel {
+            Kernel::AmxBf16(packed) => packed.matmul(x, Some(&post)),
             Kernel::Bf16(packed) => packed.matmul(x, Some(&post)),
             Kernel::Bf16W(packed) => packed.matmul(x, Some(&post)),
+            Kernel::AmxInt8(packed) => packed.matmul(x, Some(&post)),
             Kernel::Int8(packed) => packed.matmul(x, Some(&post)),
             Kernel::F32 { weight_t } => {
                 let mut out = self.forward_f32(weight_t, x);
@@ -383,6 +420,9 @@ mod tests {
         );
         let reference = Linear::with_kernel(&w, k, n, Bf16Choice::F32).forward(&x);
         let mut candidates = vec![];
+        if amx_gemm::supported() {
+            candidates.push(Bf16Choice::Amx);
+        }
         if bf16_gemm::supported() {
             candidates.push(Bf16Choice::Dot);
         }
