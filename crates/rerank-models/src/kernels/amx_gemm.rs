@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::amx::{self, TileOp, TILE_LANES, TILE_ROWS};
 use super::bf16_gemm::to_bf16_bits;
 use super::int8_gemm::{quantize_row, quantize_row_into};
-use super::{post_process_tile_with, tiled_output_with, unpad, TilePost, Tiling};
+use super::{post_process_tile_with, tiled_output_scoped, unpad, TilePost, Tiling};
 use crate::layers::Matrix;
 
 /// The tiling: 32 × 32 blocks (2 × 2 tiles), 128-row blocks per task, passes of 64 k-blocks
@@ -98,19 +98,25 @@ impl WeightTiles {
     ) -> Vec<f32> {
         let (kb, ldc) = (self.kb, self.panels * AMX.nr);
         let panel_len = kb * 2 * TILE_LANES;
-        tiled_output_with(AMX, m_pad, self.panels, kb, |row0, p, depth, corner| {
-            let tile_row = row0 / TILE_ROWS;
-            let a0 = &a[tile_row * kb * TILE_LANES..];
-            let a1 = &a[(tile_row + 1) * kb * TILE_LANES..];
-            let b = &self.data[p * panel_len..(p + 1) * panel_len];
-            let (first, last) = (depth.start == 0, depth.end == kb);
-            // SAFETY: AMX is available (checked when the weight was packed for it); `a0`/`a1`
-            // start two row tiles of `kb` k-block tiles each, `b` holds `kb × 2` tiles, `init`
-            // 32 values, `depth` lies in `0..kb`, and `corner` starts a 32 × 32 block of the
-            // output (row stride `ldc`) that no other call writes and that earlier passes (if
-            // any) stored.
-            unsafe {
-                amx::with_tiles(|| {
+        // SAFETY (scope): AMX is available (checked when the weight was packed for it).
+        let scope = |run: &mut dyn FnMut()| unsafe { amx::with_tiles(run) };
+        tiled_output_scoped(
+            AMX,
+            m_pad,
+            self.panels,
+            kb,
+            scope,
+            |row0, p, depth, corner| {
+                let tile_row = row0 / TILE_ROWS;
+                let a0 = &a[tile_row * kb * TILE_LANES..];
+                let a1 = &a[(tile_row + 1) * kb * TILE_LANES..];
+                let b = &self.data[p * panel_len..(p + 1) * panel_len];
+                let (first, last) = (depth.start == 0, depth.end == kb);
+                // SAFETY: this runs inside `scope` (tiles configured); `a0`/`a1` start two row tiles of `kb` k-block tiles each, `b` holds `kb × 2` tiles, `init`
+                // 32 values, `depth` lies in `0..kb`, and `corner` starts a 32 × 32 block of the
+                // output (row stride `ldc`) that no other call writes and that earlier passes (if
+                // any) stored.
+                unsafe {
                     let c = corner as *const u32;
                     amx::load_accumulators((!first).then_some((c, ldc)), init(p));
                     for blk in depth {
@@ -124,12 +130,12 @@ impl WeightTiles {
                         );
                     }
                     amx::store_accumulators(corner, ldc);
-                });
-            }
-            if last {
-                finish(row0, p, corner);
-            }
-        })
+                }
+                if last {
+                    finish(row0, p, corner);
+                }
+            },
+        )
     }
 }
 

@@ -186,6 +186,19 @@ pub(crate) fn tiled_output_with(
     k: usize,
     tile: impl Fn(usize, usize, Range<usize>, *mut f32) + Sync,
 ) -> Vec<f32> {
+    tiled_output_scoped(tiling, m_pad, panels, k, |run| run(), tile)
+}
+
+/// [`tiled_output_with`] where each parallel task's tiles run inside `scope` (`scope(run)`
+/// must call `run` once): per-task set-up such as loading the AMX tile configuration.
+pub(crate) fn tiled_output_scoped(
+    tiling: Tiling,
+    m_pad: usize,
+    panels: usize,
+    k: usize,
+    scope: impl Fn(&mut dyn FnMut()) + Sync,
+    tile: impl Fn(usize, usize, Range<usize>, *mut f32) + Sync,
+) -> Vec<f32> {
     let Tiling { mr, nr, mc, kc } = tiling;
     let ldc = panels * nr;
     assert!(
@@ -208,17 +221,20 @@ pub(crate) fn tiled_output_with(
     (0..blocks * groups).into_par_iter().for_each(|task| {
         let (block, group) = (task / groups, task % groups);
         let rows = block * mc..((block + 1) * mc).min(m_pad);
-        for panel in group * per_group..((group + 1) * per_group).min(panels) {
-            for k0 in (0..k.max(1)).step_by(kc) {
-                for row0 in rows.clone().step_by(mr) {
-                    let depth = k0..k0.saturating_add(kc).min(k);
-                    // SAFETY: row0 + mr ≤ m_pad and panel < panels, so the tile lies inside `c`.
-                    tile(row0, panel, depth, unsafe {
-                        out.at(row0 * ldc + panel * nr)
-                    });
+        scope(&mut || {
+            for panel in group * per_group..((group + 1) * per_group).min(panels) {
+                for k0 in (0..k.max(1)).step_by(kc) {
+                    for row0 in rows.clone().step_by(mr) {
+                        let depth = k0..k0.saturating_add(kc).min(k);
+                        // SAFETY: row0 + mr ≤ m_pad and panel < panels, so the tile lies
+                        // inside `c`.
+                        tile(row0, panel, depth, unsafe {
+                            out.at(row0 * ldc + panel * nr)
+                        });
+                    }
                 }
             }
-        }
+        });
     });
     let mut c = std::mem::ManuallyDrop::new(c);
     // SAFETY: the tiles cover every row in 0..m_pad and every column in 0..ldc once, and each
