@@ -240,10 +240,9 @@ impl PackedAmxInt8 {
     /// Quantises and packs a PyTorch-layout weight `[n, k]` and its bias.
     pub fn pack(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
         assert_eq!(weight.len(), n * k, "amx int8 weight size");
-        let quantised: Vec<(Vec<i8>, f32)> = weight
-            .par_chunks(k.max(1))
-            .take(n)
-            .map(quantize_row)
+        let quantised: Vec<(Vec<i8>, f32)> = (0..n)
+            .into_par_iter()
+            .map(|col| quantize_row(&weight[col * k..(col + 1) * k]))
             .collect();
         let tiles = WeightTiles::pack(k, n, k.div_ceil(4), |col, kq| {
             let q = &quantised[col].0;
