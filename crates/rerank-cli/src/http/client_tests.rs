@@ -61,9 +61,12 @@ async fn rerank_takes_the_documents_shape_with_string_scalars() {
     let logits = reranker()
         .compute_score(&DOCS.map(|d| (QUERY, d)), &rerank::ScoreOptions::default())
         .unwrap();
+    // Within 1e-5, not to the bit: with other tests scoring on the same engine threads at the
+    // same time, f32 sums can come out in another order (measured: 2.9e-6 on a logit of -2.2).
+    // A sigmoid instead of the logit would be off by more than 2.
     for r in raw["results"].as_array().unwrap() {
         let i = r["index"].as_u64().unwrap() as usize;
-        assert!((r["relevance_score"].as_f64().unwrap() as f32 - logits[i]).abs() < 1e-6);
+        assert!((r["relevance_score"].as_f64().unwrap() as f32 - logits[i]).abs() < 1e-5);
     }
     // The same body on /v1/rerank gives the same scores.
     let (_, v1) = post(
@@ -72,10 +75,8 @@ async fn rerank_takes_the_documents_shape_with_string_scalars() {
         json!({"query": QUERY, "documents": DOCS, "top_n": 2}),
     )
     .await;
-    assert_eq!(
-        v1["results"][0]["relevance_score"],
-        results[0]["relevance_score"]
-    );
+    let score = |v: &serde_json::Value| v["results"][0]["relevance_score"].as_f64().unwrap();
+    assert!((score(&v1) - score(&v)).abs() < 1e-5, "{v1} vs {v}");
     // TEI's shape still answers with the bare list; string booleans there too.
     let (s, v) = post(
         &r,
