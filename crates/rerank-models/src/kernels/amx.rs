@@ -133,27 +133,32 @@ pub(crate) unsafe fn with_tiles<R>(_: impl FnOnce() -> R) -> R {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn load_accumulators<T>(c: Option<(*const T, usize)>, init: *const T) {
-    let (p, stride) = match c {
-        Some((c, ldc)) => (c, ldc * 4),
-        None => (init, 0),
-    };
-    let lower = if c.is_some() {
-        p.add(TILE_ROWS * stride / 4)
-    } else {
-        p
+    let ([t0, t1, t2, t3], stride) = match c {
+        Some((c, ldc)) => (block_tiles(c, ldc), ldc * 4),
+        // Stride 0: every row reads the same values, `init[..16]` left, `init[16..]` right.
+        None => ([init, init.add(16), init, init.add(16)], 0),
     };
     std::arch::asm!(
-        "tileloadd tmm0, [{p} + {s}*1]",
-        "tileloadd tmm1, [{p1} + {s}*1]",
-        "tileloadd tmm2, [{q} + {s}*1]",
-        "tileloadd tmm3, [{q1} + {s}*1]",
-        p = in(reg) p,
-        p1 = in(reg) p.add(16),
-        q = in(reg) lower,
-        q1 = in(reg) lower.add(16),
+        "tileloadd tmm0, [{t0} + {s}*1]",
+        "tileloadd tmm1, [{t1} + {s}*1]",
+        "tileloadd tmm2, [{t2} + {s}*1]",
+        "tileloadd tmm3, [{t3} + {s}*1]",
+        t0 = in(reg) t0,
+        t1 = in(reg) t1,
+        t2 = in(reg) t2,
+        t3 = in(reg) t3,
         s = in(reg) stride,
         options(nostack, readonly, preserves_flags),
     );
+}
+
+/// The first values of the four 16 × 16 tiles of a 32 × 32 block at `c` (row stride `ldc`
+/// values), in accumulator order: top left, top right, bottom left, bottom right.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_tiles<T>(c: *const T, ldc: usize) -> [*const T; 4] {
+    let lower = c.wrapping_add(TILE_ROWS * ldc);
+    [c, c.wrapping_add(16), lower, lower.wrapping_add(16)]
 }
 
 /// Stores the accumulators `tmm0`–`tmm3` as a 32 × 32 block at `c` (row stride `ldc` values).
@@ -163,18 +168,17 @@ pub(crate) unsafe fn load_accumulators<T>(c: Option<(*const T, usize)>, init: *c
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn store_accumulators<T>(c: *mut T, ldc: usize) {
-    let stride = ldc * 4;
-    let lower = c.add(TILE_ROWS * ldc);
+    let [t0, t1, t2, t3] = block_tiles(c.cast_const(), ldc);
     std::arch::asm!(
-        "tilestored [{p} + {s}*1], tmm0",
-        "tilestored [{p1} + {s}*1], tmm1",
-        "tilestored [{q} + {s}*1], tmm2",
-        "tilestored [{q1} + {s}*1], tmm3",
-        p = in(reg) c,
-        p1 = in(reg) c.add(16),
-        q = in(reg) lower,
-        q1 = in(reg) lower.add(16),
-        s = in(reg) stride,
+        "tilestored [{t0} + {s}*1], tmm0",
+        "tilestored [{t1} + {s}*1], tmm1",
+        "tilestored [{t2} + {s}*1], tmm2",
+        "tilestored [{t3} + {s}*1], tmm3",
+        t0 = in(reg) t0,
+        t1 = in(reg) t1,
+        t2 = in(reg) t2,
+        t3 = in(reg) t3,
+        s = in(reg) ldc * 4,
         options(nostack, preserves_flags),
     );
 }

@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::amx::{self, TileOp, TILE_LANES, TILE_ROWS};
-use super::bf16_gemm::to_bf16_bits;
+use super::bf16_gemm::pair;
 use super::int8_gemm::{quantize_row, quantize_row_into};
 use super::{post_process_tile_with, tiled_output_scoped, unpad, TilePost, Tiling};
 use crate::layers::Matrix;
@@ -175,12 +175,6 @@ fn row_tiles<T: Send + Default + Clone>(
     let mut kept: Vec<T> = per_row.into_iter().flatten().collect();
     kept.resize(m_pad, T::default());
     (a, kept)
-}
-
-/// Two bf16 values in one 32-bit lane, `lo` in the low half (the first of a k-pair).
-#[inline(always)]
-fn pair(lo: f32, hi: f32) -> u32 {
-    to_bf16_bits(lo) as u32 | (to_bf16_bits(hi) as u32) << 16
 }
 
 /// A weight matrix rounded to bf16 and packed in AMX tiles.

@@ -36,9 +36,10 @@ pub fn from_bf16_bits(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
-/// Two bf16 values in one 32-bit lane: `lo` in the low half (what `vdpbf16ps` pairs first).
+/// Two bf16 values in one 32-bit lane: `lo` in the low half (what `vdpbf16ps` and AMX's
+/// `tdpbf16ps` pair first).
 #[inline(always)]
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16_bits(lo) as u32 | (to_bf16_bits(hi) as u32) << 16
 }
 
