@@ -584,14 +584,14 @@ impl Reranker {
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
         let layers = plan.map_or(1, |p| p.cutoffs.len());
-        let compressing = plan.is_some_and(|p| p.compress_ratio > 1);
         let mut scores = vec![vec![0.0f32; encoded.len()]; layers];
         for chunk in order.chunks(batch_size.max(1)) {
             let mut batch = PackedBatch::new();
             for &i in chunk {
+                // LLM prompts carry their spans (compression and shared heads read them).
                 match encoded[i].span {
-                    Some(span) if compressing => batch.push_with_span(&encoded[i].ids, span)?,
-                    _ => batch.push(&encoded[i].ids, &encoded[i].type_ids)?,
+                    Some(span) => batch.push_with_span(&encoded[i].ids, span)?,
+                    None => batch.push(&encoded[i].ids, &encoded[i].type_ids)?,
                 }
             }
             let chunk_scores = match plan {

@@ -232,7 +232,9 @@ fn options_a_model_does_not_take_name_themselves() {
 }
 
 /// Packing pairs of different lengths, compressed, into one batch gives the scores of one
-/// pair at a time.
+/// pair at a time, to float noise: batched, a query's passages share one run of its prompt
+/// head, so the GEMMs see other row counts and round a few sums differently (measured: 1.4e-5
+/// on logits up to 7.4; the decoder's unit test shows the shared arithmetic itself is exact).
 #[test]
 fn batch_size_does_not_change_compressed_scores() {
     let reranker = load(GEMMA2, false);
@@ -249,5 +251,5 @@ fn batch_size_does_not_change_compressed_scores() {
     };
     let a = reranker.compute_score(&case.pairs, &one).unwrap();
     let b = reranker.compute_score(&case.pairs, &opts).unwrap();
-    assert!(max_abs_diff(&a, &b) < 1e-5);
+    assert!(max_abs_diff(&a, &b) < 1e-4, "{a:?} vs {b:?}");
 }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::kernels::{self, attention::HeadIo, OutPtr};
 use crate::layers::fastmath::softmax_inplace;
+use crate::layers::prefix::Packing;
 use crate::layers::Matrix;
 
 /// Which query rows attention is computed for.
@@ -153,6 +154,19 @@ pub fn attention(
     spec: &AttentionSpec,
     rows: QueryRows,
 ) -> Matrix {
+    attention_packed(qkv, &Packing::plain(cu_seqlens), spec, rows)
+}
+
+/// [`attention`] over sequences of which some continue another (a shared head, see
+/// [`Packing`]): a continuation's queries sit at positions after its head's and see the head's
+/// keys and values before their own (the causal mask and window in those positions).
+pub fn attention_packed(
+    qkv: &Matrix,
+    packing: &Packing,
+    spec: &AttentionSpec,
+    rows: QueryRows,
+) -> Matrix {
+    let cu_seqlens = packing.cu_seqlens;
     assert_eq!(qkv.cols, spec.qkv_width(), "fused QKV width");
     let width = spec.q_width();
     let (head_dim, group) = (spec.head_dim, spec.heads / spec.kv_heads.max(1));
@@ -178,14 +192,28 @@ pub fn attention(
             QueryRows::LastOnly => (n - 1, 1, s),
         };
         let kv_col = width + (h / group) * head_dim;
+        let v_col = kv_col + spec.kv_width();
+        // A continuation's keys: its head's rows, then its own, copied side by side so the
+        // arithmetic is that of the whole sequence.
+        let joined = packing.prefix_rows(s).map(|head| {
+            let rows = head.chain(start..end);
+            let copy = |col: usize| -> Vec<f32> {
+                rows.clone()
+                    .flat_map(|r| &qkv.row(r)[col..col + head_dim])
+                    .copied()
+                    .collect()
+            };
+            (copy(kv_col), copy(v_col))
+        });
         // SAFETY: this task alone writes output rows out_row..out_row + n_queries, columns
-        // h·head_dim..(h + 1)·head_dim; every pointer below stays inside `qkv` or `out`.
+        // h·head_dim..(h + 1)·head_dim; every pointer below stays inside `qkv`, `joined` or
+        // `out`.
         unsafe {
             let base = qkv.data.as_ptr().add(start * qkv.cols);
             let io = HeadIo {
                 q: base.add(first_query * qkv.cols + h * head_dim),
                 k: base.add(kv_col),
-                v: base.add(kv_col + spec.kv_width()),
+                v: base.add(v_col),
                 qkv_stride: qkv.cols,
                 n,
                 n_queries,
@@ -193,10 +221,27 @@ pub fn attention(
                 out: out_ptr.at(out_row * width + h * head_dim),
                 out_stride: width,
             };
-            if fast {
-                kernels::attention::attend_head(&io);
-            } else {
-                attend_one_head(&io, spec, first_query);
+            match &joined {
+                None if fast => kernels::attention::attend_head(&io),
+                None => {
+                    let keys = KeyRows {
+                        k: io.k,
+                        v: io.v,
+                        stride: qkv.cols,
+                        n,
+                    };
+                    attend_one_head(&io, &keys, spec, first_query);
+                }
+                Some((k, v)) => {
+                    let keys = KeyRows {
+                        k: k.as_ptr(),
+                        v: v.as_ptr(),
+                        stride: head_dim,
+                        n: k.len() / head_dim,
+                    };
+                    let offset = keys.n - n;
+                    attend_one_head(&io, &keys, spec, offset + first_query);
+                }
             }
         }
     });
@@ -210,26 +255,39 @@ pub fn attention(
 /// rows can see.
 const QUERY_BLOCK: usize = 64;
 
+/// The keys and values one head reads: `n` rows of `head_dim` values at `stride`, key `j` at
+/// position `j`.
+struct KeyRows {
+    k: *const f32,
+    v: *const f32,
+    stride: usize,
+    n: usize,
+}
+
 /// One head of one sequence with the `gemm` crate (the portable path):
-/// `softmax(mask(cap(scale·Q·Kᵀ)))·V` for the queries at positions `first_query..` (`io.q`
-/// points at the first of them), written into `io.out`.
+/// `softmax(mask(cap(scale·Q·Kᵀ)))·V` for the `io.n_queries` queries at positions
+/// `first_query..` (`io.q` points at the first of them) over `keys`, written into `io.out`.
 ///
 /// # Safety
-/// The same contract as [`kernels::attention::attend_head`], without its CPU requirement.
-unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize) {
-    let (n, d) = (io.n, io.head_dim);
-    let stride = io.qkv_stride as isize;
+/// The same contract as [`kernels::attention::attend_head`] for the queries and outputs,
+/// without its CPU requirement; `keys` addresses `keys.n` rows at `keys.stride`.
+unsafe fn attend_one_head(io: &HeadIo, keys: &KeyRows, spec: &AttentionSpec, first_query: usize) {
+    let (n, d) = (keys.n, io.head_dim);
+    let (q_stride, kv_stride) = (io.qkv_stride as isize, keys.stride as isize);
     let mut scores = Vec::new();
-    for r0 in (0..io.n_queries).step_by(QUERY_BLOCK) {
-        let rows = QUERY_BLOCK.min(io.n_queries - r0);
-        let (p0, p1) = (first_query + r0, first_query + r0 + rows - 1);
+    // Blocks on a grid of positions (not of query rows), so a continuation's sums run in the
+    // same order as the whole sequence's.
+    let end = first_query + io.n_queries;
+    let mut p0 = first_query;
+    while p0 < end {
+        let block_end = ((p0 / QUERY_BLOCK + 1) * QUERY_BLOCK).min(end);
+        let (r0, rows, p1) = (p0 - first_query, block_end - p0, block_end - 1);
         // Keys any row of the block sees.
-        let keys = spec.visible(p0, n).start..spec.visible(p1, n).end;
-        let width = keys.len();
+        let seen = spec.visible(p0, n).start..spec.visible(p1, n).end;
+        let width = seen.len();
         scores.clear();
         scores.resize(rows * width, 0.0f32);
-        // `scores` is [rows, width] row-major; Q and K rows lie at `stride` (the caller's
-        // contract).
+        // `scores` is [rows, width] row-major.
         gemm::gemm(
             rows,
             width,
@@ -238,11 +296,11 @@ unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize)
             1,
             width as isize,
             false,
-            io.q.offset(r0 as isize * stride),
+            io.q.offset(r0 as isize * q_stride),
             1,
-            stride,
-            io.k.offset(keys.start as isize * stride),
-            stride,
+            q_stride,
+            keys.k.offset(seen.start as isize * kv_stride),
+            kv_stride,
             1,
             0.0,
             spec.scale,
@@ -252,8 +310,8 @@ unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize)
             Parallelism::None,
         );
         for (r, row) in scores.chunks_exact_mut(width).enumerate() {
-            let seen = spec.visible(p0 + r, n);
-            let (lo, hi) = (seen.start - keys.start, seen.end - keys.start);
+            let visible = spec.visible(p0 + r, n);
+            let (lo, hi) = (visible.start - seen.start, visible.end - seen.start);
             if let Some(cap) = spec.softcap {
                 row[lo..hi]
                     .iter_mut()
@@ -276,9 +334,9 @@ unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize)
             scores.as_ptr(),
             1,
             width as isize,
-            io.v.offset(keys.start as isize * stride),
+            keys.v.offset(seen.start as isize * kv_stride),
             1,
-            stride,
+            kv_stride,
             0.0,
             1.0,
             false,
@@ -286,6 +344,7 @@ unsafe fn attend_one_head(io: &HeadIo, spec: &AttentionSpec, first_query: usize)
             false,
             Parallelism::None,
         );
+        p0 = block_end;
     }
 }
 

@@ -14,13 +14,13 @@
 
 use crate::batch::PromptSpan;
 use crate::error::{ModelError, Result};
-use crate::layers::attention::{attention, AttentionSpec, QueryRows};
+use crate::layers::attention::{attention_packed, AttentionSpec, QueryRows};
 use crate::layers::compress::compress_passages;
-use crate::layers::encoder::{blockwise, query_rows};
+use crate::layers::encoder::{blockwise_where, query_rows};
 use crate::layers::mlp::GatedMlp;
 use crate::layers::norm::{RmsNorm, RmsScale};
 use crate::layers::rope::{Rope, RopeTables};
-use crate::layers::{Activation, Linear, Matrix};
+use crate::layers::{Activation, Linear, Matrix, Packing};
 use crate::layerwise::LayerPlan;
 use crate::weights::Vb;
 
@@ -116,37 +116,49 @@ impl DecoderLayer {
         })
     }
 
-    /// Runs the layer on packed hidden states `[tokens, hidden]`; with
-    /// [`QueryRows::LastOnly`] only the last token of each sequence goes past the keys and
-    /// values (its attention row, output projection and MLP), and the output has one row per
-    /// sequence. `rope` must cover the longest sequence ([`Rope::tables`]).
+    /// Runs the layer on packed hidden states `[tokens, hidden]` (sequences as `packing` lays
+    /// them out); with [`QueryRows::LastOnly`] only the last token of each sequence goes past
+    /// the keys and values (its attention row, output projection and MLP), and the output has
+    /// one row per sequence. `rope` must cover every position ([`Packing::positions_needed`]).
     pub fn forward(
         &self,
         x: &Matrix,
-        cu_seqlens: &[usize],
+        packing: &Packing,
         rope: &RopeTables,
         rows: QueryRows,
     ) -> Matrix {
-        blockwise(x, cu_seqlens, rows, |block, cu| {
-            self.forward_block(block, cu, rope, rows)
-        })
+        let may_start = |s| packing.starts_group(s);
+        blockwise_where(
+            x,
+            packing.cu_seqlens,
+            rows,
+            may_start,
+            |block, first, cu| {
+                let prefix_of = packing.local_prefixes(first, first + cu.len() - 1);
+                let local = Packing {
+                    cu_seqlens: cu,
+                    prefix_of: &prefix_of,
+                };
+                self.forward_block(block, &local, rope, rows)
+            },
+        )
     }
 
     fn forward_block(
         &self,
         x: &Matrix,
-        cu_seqlens: &[usize],
+        packing: &Packing,
         rope: &RopeTables,
         rows: QueryRows,
     ) -> Matrix {
         let a = &self.spec.attention;
         let mut qkv = self.qkv.forward(&self.input_norm.forward(x));
-        rope.apply(&mut qkv, cu_seqlens, a.heads + a.kv_heads);
-        let context = attention(&qkv, cu_seqlens, a, rows);
+        rope.apply_at(&mut qkv, &packing.positions(), a.heads + a.kv_heads);
+        let context = attention_packed(&qkv, packing, a, rows);
         drop(qkv);
         let mut branch = self.o_proj.forward(&context);
         drop(context);
-        let mut h = match query_rows(cu_seqlens, rows) {
+        let mut h = match query_rows(packing.cu_seqlens, rows) {
             None => x.clone(),
             Some(selected) => x.select_rows(&selected),
         };
@@ -211,27 +223,17 @@ impl Decoder {
         self.layers.is_empty()
     }
 
-    /// Runs all layers over packed embeddings `[tokens, hidden]` and returns the hidden state
-    /// of the last token of each sequence (`[sequences, hidden]`); the last layer computes
-    /// only those rows.
-    pub fn forward_last_tokens(&self, x: Matrix, cu_seqlens: &[usize]) -> Matrix {
-        let plan = LayerPlan::single(self.layers.len());
-        self.forward_plan(x, cu_seqlens, &[], &plan)
-            .ok()
-            .and_then(|mut states| states.pop())
-            .unwrap_or_else(|| Matrix::zeros(0, 0))
-    }
-
-    /// Runs the layers `plan` needs over packed embeddings `[tokens, hidden]` and returns, for
-    /// each of its cutoffs `c` (ascending), the hidden state of the last token of each
-    /// sequence after `c` layers (`[sequences, hidden]`, before any final norm). Layers past
-    /// the deepest cutoff are not run, and the deepest runs only the last tokens' rows.
-    /// Before each of `plan.compress_layers` the passages are compressed
-    /// ([`compress_passages`]; `spans` gives them).
+    /// Runs the layers `plan` needs over packed embeddings `[tokens, hidden]` (sequences as
+    /// `packing` lays them out) and returns, for each of its cutoffs `c` (ascending), the
+    /// hidden state of the last token of each sequence after `c` layers (`[sequences, hidden]`,
+    /// before any final norm). Layers past the deepest cutoff are not run, and the deepest runs
+    /// only the last tokens' rows. Before each of `plan.compress_layers` the passages are
+    /// compressed ([`compress_passages`]; `spans` gives them; a continuation's positions still
+    /// start after its head).
     pub fn forward_plan(
         &self,
         x: Matrix,
-        cu_seqlens: &[usize],
+        packing: Packing,
         spans: &[PromptSpan],
         plan: &LayerPlan,
     ) -> Result<Vec<Matrix>> {
@@ -243,9 +245,9 @@ impl Decoder {
             )));
         }
         crate::runtime::on_pool(|| {
-            let longest = cu_seqlens.windows(2).map(|w| w[1] - w[0]).max();
-            let rope = self.rope.tables(longest.unwrap_or(0));
-            let (mut x, mut cu) = (x, cu_seqlens.to_vec());
+            // Compression only shortens sequences: these tables cover every later position.
+            let rope = self.rope.tables(packing.positions_needed());
+            let (mut x, mut cu) = (x, packing.cu_seqlens.to_vec());
             let mut states = Vec::with_capacity(plan.cutoffs.len());
             for index in 0..=deepest {
                 if index == deepest {
@@ -264,7 +266,11 @@ impl Decoder {
                 } else {
                     QueryRows::All
                 };
-                x = self.layers[index].forward(&x, &cu, &rope, rows);
+                let layout = Packing {
+                    cu_seqlens: &cu,
+                    prefix_of: packing.prefix_of,
+                };
+                x = self.layers[index].forward(&x, &layout, &rope, rows);
             }
             Ok(states)
         })
@@ -282,7 +288,7 @@ fn last_rows(x: &Matrix, cu_seqlens: &[usize]) -> Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::attention::AttentionSpec;
+    use crate::layers::attention::{attention, AttentionSpec};
     use crate::weights::Weights;
     use safetensors::tensor::TensorView;
 
@@ -296,6 +302,14 @@ mod tests {
     /// A Gemma-2-like layer (sandwich norms, window, soft-cap, residual scale, `w` norms)
     /// written to a safetensors file and loaded back.
     fn layer(dir: &std::path::Path) -> (Weights, DecoderSpec, Vec<(String, Vec<f32>)>) {
+        layers(dir, &[""])
+    }
+
+    /// [`layer`]'s weights under each of `prefixes` (`"0."`, `"1."`, … for a [`Decoder`]).
+    fn layers(
+        dir: &std::path::Path,
+        prefixes: &[&str],
+    ) -> (Weights, DecoderSpec, Vec<(String, Vec<f32>)>) {
         let spec = DecoderSpec {
             hidden: 12,
             intermediate: 10,
@@ -338,6 +352,16 @@ mod tests {
             let w = values(12, 20 + i).iter().map(|v| v + 1.0).collect();
             tensors.push((format!("{name}.weight"), vec![12], w));
         }
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = prefixes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, prefix)| {
+                tensors.iter().map(move |(name, shape, v)| {
+                    let v = v.iter().map(|x| x * (1.0 + 0.1 * i as f32)).collect();
+                    (format!("{prefix}{name}"), shape.clone(), v)
+                })
+            })
+            .collect();
         let bytes: Vec<Vec<u8>> = tensors
             .iter()
             .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -350,7 +374,7 @@ mod tests {
                 (name.clone(), view)
             })
             .collect();
-        let path = dir.join("layer.safetensors");
+        let path = dir.join(format!("layers-{}.safetensors", prefixes.len()));
         safetensors::serialize_to_file(views, None, &path).unwrap();
         let named = tensors.into_iter().map(|(n, _, v)| (n, v)).collect();
         (Weights::open(&[path]).unwrap(), spec, named)
@@ -373,8 +397,8 @@ mod tests {
         let cu = [0, 5, 6, 13];
         let tables = rope.tables(7);
         let x = Matrix::from_vec(values(13 * 12, 99), 13, 12);
-        let all = decoder.forward(&x, &cu, &tables, QueryRows::All);
-        let last = decoder.forward(&x, &cu, &tables, QueryRows::LastOnly);
+        let all = decoder.forward(&x, &Packing::plain(&cu), &tables, QueryRows::All);
+        let last = decoder.forward(&x, &Packing::plain(&cu), &tables, QueryRows::LastOnly);
 
         // The same block composed by hand from the (separately tested) parts.
         let norm =
@@ -424,6 +448,69 @@ mod tests {
         for (s, &end) in cu[1..].iter().enumerate() {
             for (a, b) in last.row(s).iter().zip(h.row(end - 1)) {
                 assert!((a - b).abs() < 1e-5, "last row of {s}: {a} vs {b}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shared_heads_give_the_scores_of_whole_sequences() {
+        let dir = std::env::temp_dir().join(format!("rerank-decoder-heads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (weights, spec, _) = layers(&dir, &["0.", "1.", "2."]);
+        let decoder = Decoder::load(&weights.pp(""), 3, |_| spec.clone()).unwrap();
+        // Sequences A = head + 4, B = head + 7 (the same 5 head rows), C = 6 rows of its own.
+        let row = |seed: usize| values(12, seed);
+        let head: Vec<usize> = (0..5).collect();
+        let seq_a: Vec<usize> = head.iter().copied().chain(10..14).collect();
+        let seq_b: Vec<usize> = head.iter().copied().chain(20..27).collect();
+        let seq_c: Vec<usize> = (30..36).collect();
+        let whole = [&seq_a, &seq_b, &seq_c];
+        let x_of = |seeds: &[&[usize]]| {
+            let data: Vec<f32> = seeds
+                .iter()
+                .flat_map(|s| s.iter())
+                .flat_map(|&i| row(i))
+                .collect();
+            Matrix::from_vec(data.clone(), data.len() / 12, 12)
+        };
+        let plain_cu = [0, 9, 21, 27];
+        let plain_x = x_of(&[&seq_a, &seq_b, &seq_c]);
+        let shared_cu = [0, 5, 9, 16, 22];
+        let shared_x = x_of(&[&head, &seq_a[5..], &seq_b[5..], &seq_c]);
+        let prefix_of = [None, Some(0), Some(0), None];
+        let shared = Packing {
+            cu_seqlens: &shared_cu,
+            prefix_of: &prefix_of,
+        };
+        let span = |head, tail| PromptSpan { head, tail };
+        let plain_spans = [span(5, 1), span(5, 2), span(2, 1)];
+        let shared_spans = [span(5, 0), span(0, 1), span(0, 2), span(2, 1)];
+        let plans = [
+            LayerPlan::single(3),
+            LayerPlan {
+                cutoffs: vec![1, 3],
+                compress_ratio: 2,
+                compress_layers: vec![1],
+            },
+        ];
+        for plan in &plans {
+            let want = decoder
+                .forward_plan(
+                    plain_x.clone(),
+                    Packing::plain(&plain_cu),
+                    &plain_spans,
+                    plan,
+                )
+                .unwrap();
+            let got = decoder
+                .forward_plan(shared_x.clone(), shared, &shared_spans, plan)
+                .unwrap();
+            for (w, g) in want.iter().zip(&got) {
+                assert_eq!((w.rows, g.rows), (whole.len(), 4));
+                for s in 0..whole.len() {
+                    assert_eq!(w.row(s), g.row(s + 1), "{plan:?}: sequence {s}");
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

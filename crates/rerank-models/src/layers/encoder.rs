@@ -136,9 +136,28 @@ pub(crate) fn blockwise(
     rows: QueryRows,
     layer: impl Fn(&Matrix, &[usize]) -> Matrix,
 ) -> Matrix {
-    let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS);
+    blockwise_where(
+        x,
+        cu_seqlens,
+        rows,
+        |_| true,
+        |block, _, cu| layer(block, cu),
+    )
+}
+
+/// [`blockwise`], with blocks starting only at the sequences `may_start(s)` allows (those that
+/// do not continue another, for a [`crate::layers::Packing`]); `layer(block, first, local_cu)`
+/// also gets the index of the block's first sequence.
+pub(crate) fn blockwise_where(
+    x: &Matrix,
+    cu_seqlens: &[usize],
+    rows: QueryRows,
+    may_start: impl Fn(usize) -> bool,
+    layer: impl Fn(&Matrix, usize, &[usize]) -> Matrix,
+) -> Matrix {
+    let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS, may_start);
     if blocks.len() <= 1 {
-        return layer(x, cu_seqlens);
+        return layer(x, 0, cu_seqlens);
     }
     let out_rows = match rows {
         QueryRows::All => x.rows,
@@ -154,7 +173,7 @@ pub(crate) fn blockwise(
             x.cols,
         );
         let local: Vec<usize> = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
-        let done = layer(&block, &local);
+        let done = layer(&block, first, &local);
         cols = done.cols;
         out.extend(done.data);
     }
@@ -162,13 +181,18 @@ pub(crate) fn blockwise(
 }
 
 /// Splits sequences `0..n` into consecutive runs `(first, last)` (sequences `first..last`) of
-/// at most `budget` tokens each, or one sequence where a single one is longer.
-fn sequence_blocks(cu_seqlens: &[usize], budget: usize) -> Vec<(usize, usize)> {
+/// at most `budget` tokens each, or longer where no sequence in between may start a run
+/// (`may_start`).
+fn sequence_blocks(
+    cu_seqlens: &[usize],
+    budget: usize,
+    may_start: impl Fn(usize) -> bool,
+) -> Vec<(usize, usize)> {
     let n = cu_seqlens.len().saturating_sub(1);
     let mut blocks = Vec::new();
     let mut first = 0;
     for s in 1..n {
-        if cu_seqlens[s + 1] - cu_seqlens[first] > budget {
+        if cu_seqlens[s + 1] - cu_seqlens[first] > budget && may_start(s) {
             blocks.push((first, s));
             first = s;
         }
@@ -233,15 +257,24 @@ mod tests {
         // Sequences of 3, 4, 2, 9 and 1 tokens.
         let cu = [0, 3, 7, 9, 18, 19];
         assert_eq!(
-            sequence_blocks(&cu, 8),
+            sequence_blocks(&cu, 8, |_| true),
             vec![(0, 2), (2, 3), (3, 4), (4, 5)]
         );
-        assert_eq!(sequence_blocks(&cu, 9), vec![(0, 3), (3, 4), (4, 5)]);
-        assert_eq!(sequence_blocks(&cu, 100), vec![(0, 5)]);
         assert_eq!(
-            sequence_blocks(&cu, 1),
+            sequence_blocks(&cu, 9, |_| true),
+            vec![(0, 3), (3, 4), (4, 5)]
+        );
+        assert_eq!(sequence_blocks(&cu, 100, |_| true), vec![(0, 5)]);
+        assert_eq!(
+            sequence_blocks(&cu, 1, |_| true),
             vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
         );
-        assert!(sequence_blocks(&[0], 8).is_empty());
+        assert!(sequence_blocks(&[0], 8, |_| true).is_empty());
+        // A run may not start at sequences 1 and 4 (they continue the one before).
+        let grouped = |s: usize| s != 1 && s != 4;
+        assert_eq!(
+            sequence_blocks(&cu, 8, grouped),
+            vec![(0, 2), (2, 3), (3, 5)]
+        );
     }
 }

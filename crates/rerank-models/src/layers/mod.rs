@@ -12,6 +12,7 @@ pub mod linear;
 pub mod matrix;
 pub mod mlp;
 pub mod norm;
+pub mod prefix;
 pub mod rope;
 
 pub use activation::Activation;
@@ -22,4 +23,5 @@ pub use linear::{kernel_for, Linear};
 pub use matrix::Matrix;
 pub use mlp::GatedMlp;
 pub use norm::{LayerNorm, RmsNorm, RmsScale};
+pub use prefix::{Packing, SharedHeads};
 pub use rope::{Rope, RopeTables};

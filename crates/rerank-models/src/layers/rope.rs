@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::layers::Matrix;
+use crate::layers::{Matrix, Packing};
 
 /// The inverse frequencies of one head size and base, computed once.
 #[derive(Debug, Clone)]
@@ -70,6 +70,12 @@ impl RopeTables {
     /// index within its sequence of `cu_seqlens` (0, 1, …). The tables must cover the longest
     /// sequence.
     pub fn apply(&self, x: &mut Matrix, cu_seqlens: &[usize], heads: usize) {
+        self.apply_at(x, &Packing::plain(cu_seqlens).positions(), heads);
+    }
+
+    /// As [`RopeTables::apply`], row `r` at position `positions[r]` (see
+    /// [`Packing::positions`]).
+    pub fn apply_at(&self, x: &mut Matrix, positions: &[usize], heads: usize) {
         let d = self.head_dim;
         let half = d / 2;
         assert!(
@@ -77,7 +83,7 @@ impl RopeTables {
             "rope: {heads} heads of {d} exceed {}",
             x.cols
         );
-        let positions: Vec<usize> = cu_seqlens.windows(2).flat_map(|w| 0..w[1] - w[0]).collect();
+        assert_eq!(positions.len(), x.rows, "rope: one position per row");
         let covered = self.cos.len() / half.max(1);
         assert!(
             positions.iter().all(|&p| p < covered),

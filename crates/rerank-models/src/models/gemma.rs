@@ -12,8 +12,9 @@ use serde::Deserialize;
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
 use crate::layers::fastmath::dot;
-use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, RmsNorm, RmsScale};
-use crate::models::llm::ScaledEmbedding;
+use crate::layers::{Activation, AttentionSpec, Decoder, DecoderSpec, Matrix, RmsNorm, RmsScale};
+use crate::layerwise::LayerPlan;
+use crate::models::llm::{last_token_states, ScaledEmbedding};
 use crate::models::{decoder_flops, CrossEncoder, ModelKind};
 use crate::weights::Weights;
 
@@ -196,8 +197,10 @@ impl CrossEncoder for GemmaForCausalLM {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let x = self.embed.forward(batch)?;
-        let mut last = self.decoder.forward_last_tokens(x, &batch.cu_seqlens);
+        let plan = LayerPlan::single(self.decoder.len());
+        let mut last = last_token_states(&self.embed, &self.decoder, batch, &plan)?
+            .pop()
+            .unwrap_or_else(|| Matrix::zeros(0, 0));
         self.final_norm.forward_inplace(&mut last);
         Ok((0..last.rows)
             .map(|r| dot(last.row(r), &self.score_row))

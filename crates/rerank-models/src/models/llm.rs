@@ -5,8 +5,9 @@ use rayon::prelude::*;
 
 use crate::batch::PackedBatch;
 use crate::error::{ModelError, Result};
+use crate::layers::encoder::BLOCK_TOKENS;
 use crate::layers::fastmath::dot;
-use crate::layers::{Decoder, Matrix, RmsNorm};
+use crate::layers::{Decoder, Matrix, Packing, RmsNorm, SharedHeads};
 use crate::layerwise::LayerPlan;
 use crate::weights::{MappedTable, Weights};
 
@@ -164,10 +165,34 @@ impl LayerwiseDecoder {
                     .into(),
             ));
         }
-        let x = self.embed.forward(batch)?;
-        let states = self
-            .decoder
-            .forward_plan(x, &batch.cu_seqlens, &batch.spans, plan)?;
+        let states = last_token_states(&self.embed, &self.decoder, batch, plan)?;
         self.heads.score(plan, states)
+    }
+}
+
+/// Embeds `batch` and runs `decoder` as `plan` says: the last-token state of every sequence at
+/// each cutoff (`[sequences, hidden]` per cutoff). Sequences that start with the same prompt
+/// head (one query's passages) share one run of it ([`SharedHeads`]), which is exact under
+/// causal attention.
+pub(crate) fn last_token_states(
+    embed: &ScaledEmbedding,
+    decoder: &Decoder,
+    batch: &PackedBatch,
+    plan: &LayerPlan,
+) -> Result<Vec<Matrix>> {
+    match SharedHeads::plan(batch, BLOCK_TOKENS)? {
+        None => {
+            let x = embed.forward(batch)?;
+            let packing = Packing::plain(&batch.cu_seqlens);
+            decoder.forward_plan(x, packing, &batch.spans, plan)
+        }
+        Some(shared) => {
+            let x = embed.forward(&shared.batch)?;
+            let states = decoder.forward_plan(x, shared.packing(), &shared.batch.spans, plan)?;
+            Ok(states
+                .iter()
+                .map(|state| state.select_rows(&shared.scored))
+                .collect())
+        }
     }
 }
