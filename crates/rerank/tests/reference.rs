@@ -74,6 +74,48 @@ fn batch_size_does_not_change_scores() {
     assert_batch_size_does_not_change_scores(&reranker, &reference(name).cases[0]);
 }
 
+/// A batch many times longer than one encoder block (1,024 tokens) runs its blocks in parallel
+/// through all layers; every pair must get the score it gets alone.
+#[test]
+fn multi_block_batches_score_like_single_pairs() {
+    let name = "xlmr-tiny";
+    let reranker = Reranker::load_dir(name, &model_dir(name)).unwrap();
+    let passage = "The giant panda is a bear species endemic to China. ".repeat(5);
+    let pairs: Vec<(String, String)> = (0..64)
+        .map(|i| {
+            (
+                format!("what is panda {i}?"),
+                format!("{passage} {}", i * 7),
+            )
+        })
+        .collect();
+    let batch = ScoreOptions {
+        batch_size: 64,
+        ..ScoreOptions::default()
+    };
+    let tokens: usize = reranker
+        .encode_pairs(&pairs, &batch.limits().unwrap())
+        .unwrap()
+        .iter()
+        .map(|e| e.ids.len())
+        .sum();
+    assert!(
+        tokens > 3 * 1024,
+        "only {tokens} tokens: fewer than four blocks"
+    );
+    let together = reranker.compute_score(&pairs, &batch).unwrap();
+    let alone: Vec<f32> = pairs
+        .iter()
+        .flat_map(|pair| {
+            reranker
+                .compute_score(std::slice::from_ref(pair), &ScoreOptions::default())
+                .unwrap()
+        })
+        .collect();
+    let diff = max_abs_diff(&together, &alone);
+    assert!(diff <= 1e-6, "max |batched - alone| = {diff}");
+}
+
 #[test]
 fn rank_sorts_by_score_and_cuts() {
     let name = "xlmr-tiny";

@@ -240,23 +240,6 @@ mod tests {
     use crate::kernels::bf16_gemm::from_bf16_bits;
     use crate::kernels::test_cases;
 
-    /// `(x·bf16(W)ᵀ + b, Σ|terms|)` accumulated in f64: the exact products the kernel forms,
-    /// and the scale of its f32 rounding error.
-    fn reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> (Vec<f64>, Vec<f64>) {
-        let k = x.cols;
-        let wr = |v: f32| from_bf16_bits(to_bf16_bits(v)) as f64;
-        let (mut out, mut scale) = (vec![0.0; x.rows * n], vec![0.0; x.rows * n]);
-        for i in 0..x.rows {
-            for j in 0..n {
-                let terms = (0..k).map(|t| x.data[i * k + t] as f64 * wr(w[j * k + t]));
-                let (dot, abs) = terms.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
-                out[i * n + j] = dot + bias[j] as f64;
-                scale[i * n + j] = abs + (bias[j] as f64).abs();
-            }
-        }
-        (out, scale)
-    }
-
     #[test]
     fn packing_splits_lanes_low_then_high() {
         // 1 × 20 weight (k = 1): panel 0 holds columns 0..16, panel 1 columns 16..20.
@@ -288,17 +271,9 @@ mod tests {
             let (w, bias, x) = test_cases::inputs(m, k, n);
             let packed = PackedBf16W::pack(&w, Some(&bias), k, n);
             let got = test_cases::with_post_op_checked((m, k, n), |post| packed.matmul(&x, post));
-            let (want, scale) = reference(&w, &bias, &x, n);
-            assert_eq!((got.rows, got.cols), (m, n));
-            for (i, g) in got.data.iter().enumerate() {
-                // f32 accumulation of k + 1 terms: |error| ≤ (k + 1)·2⁻²⁴·Σ|terms|.
-                let bound = (k + 1) as f64 * 2f64.powi(-24) * scale[i] + 1e-30;
-                assert!(
-                    (*g as f64 - want[i]).abs() <= bound,
-                    "{m}x{k}x{n} [{i}]: {g} vs {}",
-                    want[i]
-                );
-            }
+            let rounded: Vec<f32> = w.iter().map(|&v| from_bf16_bits(to_bf16_bits(v))).collect();
+            let (want, scale) = test_cases::f32_reference(&rounded, &bias, &x, n);
+            test_cases::assert_within_f32_rounding(&got, &want, &scale, (m, k, n));
         }
     }
 }

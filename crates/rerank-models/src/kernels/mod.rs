@@ -11,6 +11,7 @@ pub mod amx_gemm;
 pub mod attention;
 pub mod bf16_gemm;
 pub mod bf16w_gemm;
+pub mod f32_gemm;
 pub mod int8_gemm;
 pub mod peak;
 
@@ -316,6 +317,41 @@ pub(crate) mod test_cases {
             }
         }
         out
+    }
+
+    /// `(x·Wᵀ + b, Σ|terms|)` accumulated in f64: the exact products an f32 kernel forms, and
+    /// the scale of its f32 rounding error.
+    pub fn f32_reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> (Vec<f64>, Vec<f64>) {
+        let k = x.cols;
+        let (mut out, mut scale) = (vec![0.0; x.rows * n], vec![0.0; x.rows * n]);
+        for i in 0..x.rows {
+            for j in 0..n {
+                let terms = (0..k).map(|t| x.data[i * k + t] as f64 * w[j * k + t] as f64);
+                let (dot, abs) = terms.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+                out[i * n + j] = dot + bias[j] as f64;
+                scale[i * n + j] = abs + (bias[j] as f64).abs();
+            }
+        }
+        (out, scale)
+    }
+
+    /// Asserts `got` (`[m, n]`) is within f32 accumulation error of `want`: for `k + 1` terms,
+    /// `|error| ≤ (k + 1)·2⁻²⁴·Σ|terms|` (`scale`, from [`f32_reference`]).
+    pub fn assert_within_f32_rounding(
+        got: &Matrix,
+        want: &[f64],
+        scale: &[f64],
+        (m, k, n): (usize, usize, usize),
+    ) {
+        assert_eq!((got.rows, got.cols), (m, n));
+        for (i, g) in got.data.iter().enumerate() {
+            let bound = (k + 1) as f64 * 2f64.powi(-24) * scale[i] + 1e-30;
+            assert!(
+                (*g as f64 - want[i]).abs() <= bound,
+                "{m}x{k}x{n} [{i}]: {g} vs {}",
+                want[i]
+            );
+        }
     }
 
     /// Asserts `got` (`[m, n]`) equals `want` within `1e-3·(1 + |want|)`.

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use rayon::prelude::*;
+
 use crate::error::{ModelError, Result};
 use crate::layers::attention::{packed_attention, QueryRows};
 use crate::layers::{Activation, LayerNorm, Linear, Matrix};
@@ -78,16 +80,9 @@ impl EncoderLayer {
         })
     }
 
-    /// Runs the layer; with [`QueryRows::FirstOnly`] the output has one row per sequence.
-    /// Whole sequences are processed in blocks (see [`blockwise`]).
+    /// Runs the layer on whole sequences; with [`QueryRows::FirstOnly`] the output has one row
+    /// per sequence.
     fn forward(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
-        blockwise(x, cu_seqlens, rows, |block, cu| {
-            self.forward_block(block, cu, rows)
-        })
-    }
-
-    /// [`EncoderLayer::forward`] on one block of whole sequences.
-    fn forward_block(&self, x: &Matrix, cu_seqlens: &[usize], rows: QueryRows) -> Matrix {
         let qkv = self.qkv.forward(x);
         let context = packed_attention(&qkv, cu_seqlens, self.heads, rows);
         drop(qkv);
@@ -127,27 +122,11 @@ pub(crate) fn query_rows(cu_seqlens: &[usize], rows: QueryRows) -> Option<Vec<us
 
 /// Runs `layer` on blocks of about [`BLOCK_TOKENS`] tokens of whole sequences and joins the
 /// outputs, so a layer's intermediate activations (Q/K/V, attention, feed-forward) stay small
-/// and in cache, and peak memory does not grow with the batch beyond input and output.
-/// `layer(block, local_cu_seqlens)` returns one row per token, or one per sequence when `rows`
-/// is [`QueryRows::FirstOnly`] or [`QueryRows::LastOnly`].
-pub(crate) fn blockwise(
-    x: &Matrix,
-    cu_seqlens: &[usize],
-    rows: QueryRows,
-    layer: impl Fn(&Matrix, &[usize]) -> Matrix,
-) -> Matrix {
-    blockwise_where(
-        x,
-        cu_seqlens,
-        rows,
-        |_| true,
-        |block, _, cu| layer(block, cu),
-    )
-}
-
-/// [`blockwise`], with blocks starting only at the sequences `may_start(s)` allows (those that
-/// do not continue another, for a [`crate::layers::Packing`]); `layer(block, first, local_cu)`
-/// also gets the index of the block's first sequence.
+/// and in cache, and peak memory does not grow with the batch beyond input and output. Blocks
+/// start only at the sequences `may_start(s)` allows (those that do not continue another, for
+/// a [`crate::layers::Packing`]); `layer(block, first, local_cu)` gets the block, the index of
+/// its first sequence and its own `cu_seqlens`, and returns one row per token, or one per
+/// sequence when `rows` is [`QueryRows::FirstOnly`] or [`QueryRows::LastOnly`].
 pub(crate) fn blockwise_where(
     x: &Matrix,
     cu_seqlens: &[usize],
@@ -226,12 +205,39 @@ impl TransformerEncoder {
         crate::runtime::on_pool(|| self.forward_layers(x, cu_seqlens, first_token_only))
     }
 
-    fn forward_layers(
-        &self,
-        mut x: Matrix,
-        cu_seqlens: &[usize],
-        first_token_only: bool,
-    ) -> Matrix {
+    /// Runs the layers block by block (see [`BLOCK_TOKENS`]), the blocks in parallel: each
+    /// block goes through every layer on its own, so the engine threads share out whole blocks
+    /// and wait for each other only at the end of the batch (inside a block, the GEMMs and
+    /// attention still split their work, which idle threads steal). Per block, the arithmetic is
+    /// that of a layer-by-layer pass over the batch.
+    fn forward_layers(&self, x: Matrix, cu_seqlens: &[usize], first_token_only: bool) -> Matrix {
+        let blocks = sequence_blocks(cu_seqlens, BLOCK_TOKENS, |_| true);
+        if blocks.len() <= 1 {
+            return self.forward_block(x, cu_seqlens, first_token_only);
+        }
+        let cols = x.cols;
+        let outputs: Vec<Matrix> = blocks
+            .par_iter()
+            .map(|&(first, last)| {
+                let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
+                let block =
+                    Matrix::from_vec(x.data[start * cols..end * cols].to_vec(), end - start, cols);
+                let local: Vec<usize> =
+                    cu_seqlens[first..=last].iter().map(|c| c - start).collect();
+                self.forward_block(block, &local, first_token_only)
+            })
+            .collect();
+        let rows = outputs.iter().map(|m| m.rows).sum();
+        let out_cols = outputs.first().map_or(cols, |m| m.cols);
+        let mut data = Vec::with_capacity(rows * out_cols);
+        for out in outputs {
+            data.extend(out.data);
+        }
+        Matrix::from_vec(data, rows, out_cols)
+    }
+
+    /// Every layer over one block of whole sequences.
+    fn forward_block(&self, mut x: Matrix, cu_seqlens: &[usize], first_token_only: bool) -> Matrix {
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let rows = if first_token_only && i == last {

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::kernels::amx_gemm::{self, PackedAmxBf16, PackedAmxInt8};
 use crate::kernels::bf16_gemm::{self, PackedBf16};
 use crate::kernels::bf16w_gemm::{self, PackedBf16W};
+use crate::kernels::f32_gemm::{self, PackedF32};
 use crate::kernels::int8_gemm::{self, PackedInt8};
 use crate::layers::{Activation, Matrix};
 use crate::runtime;
@@ -29,7 +30,7 @@ enum Bf16Choice {
 }
 
 /// The bf16 kernel for this CPU, chosen once per process. Where two or more bf16 kernels can
-/// run (AMX, AVX512_BF16, AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 3, a few
+/// run (AMX, AVX512_BF16, AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 5, a few
 /// milliseconds) picks the fastest of AMX `tdpbf16ps`, `vdpbf16ps`, the widening kernel and
 /// the f32 kernel on bf16-rounded weights: some cores run `vdpbf16ps` slower than f32 FMAs, and bf16 must never
 /// be slower than f32. The bf16-storage kernels win ties within 5 % (half the memory).
@@ -50,42 +51,77 @@ fn bf16_choice() -> Bf16Choice {
             return candidates.first().copied().unwrap_or(Bf16Choice::F32);
         }
         candidates.push(Bf16Choice::F32);
-        let (m, k, n) = (64, 1024, 1024);
-        let weight: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0)
-            .collect();
-        let x = Matrix::from_vec(
-            (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect(),
-            m,
-            k,
-        );
-        let time = |choice: Bf16Choice| {
-            let layer = Linear::with_kernel(&weight, k, n, choice);
-            let best = (0..4)
-                .map(|_| {
-                    let start = std::time::Instant::now();
-                    std::hint::black_box(layer.forward(&x));
-                    start.elapsed()
-                })
-                .skip(1)
-                .min()
-                .unwrap_or_default()
-                .as_secs_f64();
-            // bf16 storage wins ties within 5 % (half the memory traffic).
-            if choice == Bf16Choice::F32 {
-                best * 1.05
-            } else {
-                best
-            }
-        };
         runtime::on_pool(|| {
-            let times: Vec<(f64, Bf16Choice)> = candidates.iter().map(|&c| (time(c), c)).collect();
-            times
-                .into_iter()
+            let (weight, x) = probe_gemm(64, 1024, 1024);
+            let layers: Vec<Linear> = candidates
+                .iter()
+                .map(|&choice| Linear::with_kernel(&weight, x.cols, 1024, choice))
+                .collect();
+            let times = best_times(&layers, &x);
+            // bf16 storage wins ties within 5 % (half the memory traffic).
+            let handicap = |c: Bf16Choice| if c == Bf16Choice::F32 { 1.05 } else { 1.0 };
+            candidates
+                .iter()
+                .zip(times)
+                .map(|(&c, t)| (t * handicap(c), c))
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .map_or(Bf16Choice::F32, |(_, c)| c)
         })
     })
+}
+
+/// True when f32 layers run on the pre-packed AVX-512 kernel ([`f32_gemm`]) rather than the
+/// `gemm` crate, chosen once per process by a short timed GEMM (512 × 768 × 768, the shape of
+/// an encoder's attention output on a block of sequences, best of 5, about 15 ms).
+fn f32_runs_packed() -> bool {
+    static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PACKED.get_or_init(|| {
+        if !f32_gemm::supported() {
+            return false;
+        }
+        runtime::on_pool(|| {
+            let (weight, x) = probe_gemm(512, 768, 768);
+            let layer = |kernel| Linear {
+                kernel,
+                bias: None,
+                in_dim: 768,
+                out_dim: 768,
+            };
+            let packed = layer(Kernel::F32Packed(PackedF32::pack(&weight, None, 768, 768)));
+            let crate_gemm = layer(Kernel::F32 {
+                weight_t: transpose(&weight, 768, 768),
+            });
+            let times = best_times(&[packed, crate_gemm], &x);
+            // The `gemm` crate must be clearly faster (5 %) to be chosen: one noisy round must
+            // not cost the whole process the faster kernel.
+            times[1] >= 0.95 * times[0]
+        })
+    })
+}
+
+/// A deterministic `[n, k]` weight and `[m, k]` input for timing kernels.
+fn probe_gemm(m: usize, k: usize, n: usize) -> (Vec<f32>, Matrix) {
+    let weight = (0..k * n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0)
+        .collect();
+    let x = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
+    (weight, Matrix::from_vec(x, m, k))
+}
+
+/// Each layer's best time for `layer.forward(x)`, in seconds, over five rounds that run the
+/// layers in turn (after one warm-up round), so that a busy moment hits all of them alike.
+fn best_times(layers: &[Linear], x: &Matrix) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; layers.len()];
+    for round in 0..6 {
+        for (layer, best) in layers.iter().zip(best.iter_mut()) {
+            let start = std::time::Instant::now();
+            std::hint::black_box(layer.forward(x));
+            if round > 0 {
+                *best = best.min(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    best
 }
 
 /// True when bf16 layers run on the AMX kernel on this CPU.
@@ -97,6 +133,8 @@ pub(crate) fn bf16_runs_on_amx() -> bool {
 enum Kernel {
     /// Transposed f32 (`[in, out]`, row-major) for the `gemm` crate.
     F32 { weight_t: Vec<f32> },
+    /// f32 packed in panels for the AVX-512 kernel (the bias is folded in there).
+    F32Packed(PackedF32),
     /// bf16 pairs packed in AMX tiles (the bias is folded in there).
     AmxBf16(PackedAmxBf16),
     /// bf16 pairs packed for the AVX512_BF16 kernel (the bias is folded in there).
@@ -111,6 +149,7 @@ enum Kernel {
 }
 
 const F32_KERNEL: &str = "f32 (gemm crate)";
+const F32_PACKED_KERNEL: &str = "f32 (AVX-512 pre-packed)";
 const AMX_BF16_KERNEL: &str = "bf16 (AMX tdpbf16ps)";
 const BF16_KERNEL: &str = "bf16 (AVX512_BF16 vdpbf16ps)";
 const BF16W_KERNEL: &str = "bf16 weights widened to f32 (AVX2+FMA)";
@@ -124,11 +163,18 @@ pub fn kernel_for(dtype: Dtype) -> &'static str {
             Bf16Choice::Amx => AMX_BF16_KERNEL,
             Bf16Choice::Dot => BF16_KERNEL,
             Bf16Choice::Widen => BF16W_KERNEL,
+            Bf16Choice::F32 if f32_runs_packed() => {
+                "bf16-rounded weights on the f32 path (AVX-512 pre-packed)"
+            }
             Bf16Choice::F32 => "bf16-rounded weights on the f32 path (gemm crate)",
         },
         Dtype::Int8 if amx_gemm::supported() => AMX_INT8_KERNEL,
         Dtype::Int8 if int8_gemm::supported() => INT8_KERNEL,
+        Dtype::Int8 if f32_runs_packed() => {
+            "int8-rounded weights on the f32 path (AVX-512 pre-packed)"
+        }
         Dtype::Int8 => "int8-rounded weights on the f32 path (gemm crate)",
+        Dtype::F32 if f32_runs_packed() => F32_PACKED_KERNEL,
         Dtype::F32 => F32_KERNEL,
     }
 }
@@ -231,16 +277,13 @@ impl Linear {
             Dtype::Int8 if int8_gemm::supported() => {
                 Kernel::Int8(PackedInt8::pack(weight, bias.as_deref(), in_dim, out_dim))
             }
-            Dtype::Int8 => Kernel::F32 {
-                weight_t: transpose(
-                    &PackedInt8::dequantized(weight, in_dim, out_dim),
-                    in_dim,
-                    out_dim,
-                ),
-            },
-            Dtype::F32 => Kernel::F32 {
-                weight_t: transpose(weight, in_dim, out_dim),
-            },
+            Dtype::Int8 => f32_kernel(
+                &PackedInt8::dequantized(weight, in_dim, out_dim),
+                bias.as_deref(),
+                in_dim,
+                out_dim,
+            ),
+            Dtype::F32 => f32_kernel(weight, bias.as_deref(), in_dim, out_dim),
         };
         Self {
             kernel,
@@ -281,9 +324,7 @@ impl Linear {
                     .iter()
                     .map(|&w| bf16_gemm::from_bf16_bits(bf16_gemm::to_bf16_bits(w)))
                     .collect();
-                Kernel::F32 {
-                    weight_t: transpose(&rounded, in_dim, out_dim),
-                }
+                f32_kernel(&rounded, bias.as_deref(), in_dim, out_dim)
             }
         };
         Self {
@@ -308,6 +349,7 @@ impl Linear {
     pub fn kernel_name(&self) -> &'static str {
         match self.kernel {
             Kernel::F32 { .. } => F32_KERNEL,
+            Kernel::F32Packed(_) => F32_PACKED_KERNEL,
             Kernel::AmxBf16(_) => AMX_BF16_KERNEL,
             Kernel::Bf16(_) => BF16_KERNEL,
             Kernel::Bf16W(_) => BF16W_KERNEL,
@@ -324,12 +366,13 @@ impl Linear {
             Kernel::Bf16W(packed) => packed.matmul(x, None),
             Kernel::AmxInt8(packed) => packed.matmul(x, None),
             Kernel::Int8(packed) => packed.matmul(x, None),
+            Kernel::F32Packed(packed) => packed.matmul(x, None),
             Kernel::F32 { weight_t } => self.forward_f32(weight_t, x),
         }
     }
 
-    /// `act(x·Wᵀ + b)`: the bf16 and int8 kernels apply the activation to each output tile
-    /// while it is in cache; the f32 path applies it afterwards.
+    /// `act(x·Wᵀ + b)`: the pre-packed kernels apply the activation to each output tile while
+    /// it is in cache; the `gemm` crate's path applies it afterwards.
     pub fn forward_activated(&self, x: &Matrix, act: Activation) -> Matrix {
         let post = |values: &mut [f32]| act.apply_serial(values);
         match &self.kernel {
@@ -338,6 +381,7 @@ impl Linear {
             Kernel::Bf16W(packed) => packed.matmul(x, Some(&post)),
             Kernel::AmxInt8(packed) => packed.matmul(x, Some(&post)),
             Kernel::Int8(packed) => packed.matmul(x, Some(&post)),
+            Kernel::F32Packed(packed) => packed.matmul(x, Some(&post)),
             Kernel::F32 { weight_t } => {
                 let mut out = self.forward_f32(weight_t, x);
                 act.apply(&mut out.data);
@@ -387,6 +431,18 @@ impl Linear {
             );
         }
         out
+    }
+}
+
+/// The f32 kernel for a PyTorch-layout weight (`[out, in]`): pre-packed AVX-512 where it is
+/// the faster one on this CPU, else the `gemm` crate.
+fn f32_kernel(weight: &[f32], bias: Option<&[f32]>, in_dim: usize, out_dim: usize) -> Kernel {
+    if f32_runs_packed() {
+        Kernel::F32Packed(PackedF32::pack(weight, bias, in_dim, out_dim))
+    } else {
+        Kernel::F32 {
+            weight_t: transpose(weight, in_dim, out_dim),
+        }
     }
 }
 
@@ -441,7 +497,7 @@ mod tests {
         }
         let layer = Linear::from_parts_as(&w, None, k, n, Dtype::Bf16);
         match bf16_choice() {
-            Bf16Choice::F32 => assert_eq!(layer.kernel_name(), F32_KERNEL),
+            Bf16Choice::F32 => assert_eq!(layer.kernel_name(), kernel_for(Dtype::F32)),
             _ => assert_eq!(layer.kernel_name(), kernel_for(Dtype::Bf16)),
         }
     }
@@ -453,6 +509,9 @@ mod tests {
         let lin = Linear::from_parts(&w, Some(vec![0.1, -0.2]), i, o);
         let x = Matrix::from_vec(vec![1.0, 1.0, 1.0, 2.0, 0.0, -1.0], 2, 3);
         let y = lin.forward(&x);
-        assert_eq!(y.data, vec![6.1, -0.7, -1.0 + 0.1, -2.0 - 0.2]);
+        // Within f32 rounding: kernels add the bias first or last.
+        for (got, want) in y.data.iter().zip([6.1f32, -0.7, -0.9, -2.2]) {
+            assert!((got - want).abs() <= 1e-6, "{got} vs {want}");
+        }
     }
 }
