@@ -151,10 +151,7 @@ unsafe fn kernel_8x48(
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= (MR - 1) * lda + k2 && b.len() >= k2 * NR && bias.len() >= NR);
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let b0 = _mm512_loadu_ps(bias.as_ptr());
-    let b1 = _mm512_loadu_ps(bias.as_ptr().add(16));
-    let b2 = _mm512_loadu_ps(bias.as_ptr().add(32));
-    let mut acc = [[b0, b1, b2]; MR];
+    let mut acc = super::load_tile(bias.as_ptr(), 0);
     for kp in 0..k2 {
         prefetch.touch(kp);
         let w = bp.add(kp * NR) as *const __m512i;
@@ -168,12 +165,7 @@ unsafe fn kernel_8x48(
             row[2] = _mm512_dpbf16_ps(row[2], x, w2);
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        let out = cp.add(r * ldc);
-        _mm512_storeu_ps(out, row[0]);
-        _mm512_storeu_ps(out.add(16), row[1]);
-        _mm512_storeu_ps(out.add(32), row[2]);
-    }
+    super::store_tile(&acc, cp, ldc);
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -146,19 +146,11 @@ unsafe fn kernel_8x48(
     debug_assert!(b.len() >= NR * depth.end && bias.len() >= NR);
     debug_assert!(lda >= depth.end && a.len() >= (MR - 1) * lda + depth.end);
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 3]; MR];
-    for (r, row) in acc.iter_mut().enumerate() {
-        let src = if depth.start == 0 {
-            bias.as_ptr()
-        } else {
-            cp.add(r * ldc)
-        };
-        *row = [
-            _mm512_loadu_ps(src),
-            _mm512_loadu_ps(src.add(16)),
-            _mm512_loadu_ps(src.add(32)),
-        ];
-    }
+    let mut acc = if depth.start == 0 {
+        super::load_tile(bias.as_ptr(), 0)
+    } else {
+        super::load_tile(cp, ldc)
+    };
     // One k step reads three cache lines of the panel: prefetch three lines of the next one.
     for t in depth {
         prefetch.touch(3 * t);
@@ -175,12 +167,7 @@ unsafe fn kernel_8x48(
             row[2] = _mm512_fmadd_ps(x, w2, row[2]);
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        let out = cp.add(r * ldc);
-        _mm512_storeu_ps(out, row[0]);
-        _mm512_storeu_ps(out.add(16), row[1]);
-        _mm512_storeu_ps(out.add(32), row[2]);
-    }
+    super::store_tile(&acc, cp, ldc);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -209,19 +196,17 @@ mod tests {
             eprintln!("no AVX-512F on this CPU: f32 kernel not exercised");
             return;
         }
-        let shapes = test_cases::RAGGED.iter().copied().chain([
+        let extra = [
             (8, 1, 48),
             (12, 5, 49),
             (7, 0, 3),
             (0, 8, 8),
             (96, 300, 130),
-        ]);
-        for (m, k, n) in shapes {
-            let (w, bias, x) = test_cases::inputs(m, k, n);
-            let packed = PackedF32::pack(&w, Some(&bias), k, n);
-            let got = test_cases::with_post_op_checked((m, k, n), |post| packed.matmul(&x, post));
-            let (want, scale) = test_cases::f32_reference(&w, &bias, &x, n);
-            test_cases::assert_within_f32_rounding(&got, &want, &scale, (m, k, n));
-        }
+        ];
+        test_cases::check_f32_accumulation(
+            &extra,
+            |v| v,
+            |w, bias, x, post| PackedF32::pack(w, Some(bias), x.cols, bias.len()).matmul(x, post),
+        );
     }
 }

@@ -150,6 +150,48 @@ impl PanelPrefetch {
     }
 }
 
+/// An [`MR`] × [`NR`] tile of f32 accumulators, three `zmm` registers a row, as the AVX-512
+/// kernels keep it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type AccTile = [[std::arch::x86_64::__m512; 3]; MR];
+
+/// Loads an [`AccTile`] from `src`, rows `stride` values apart (0 repeats one row: a bias).
+///
+/// # Safety
+/// AVX-512F must be present and `src` must address [`MR`] rows of [`NR`] values at `stride`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn load_tile(src: *const f32, stride: usize) -> AccTile {
+    use std::arch::x86_64::_mm512_loadu_ps;
+    std::array::from_fn(|r| {
+        let row = src.add(r * stride);
+        [
+            _mm512_loadu_ps(row),
+            _mm512_loadu_ps(row.add(16)),
+            _mm512_loadu_ps(row.add(32)),
+        ]
+    })
+}
+
+/// Stores an [`AccTile`] at `cp`, rows `ldc` values apart.
+///
+/// # Safety
+/// AVX-512F must be present and `cp` must address [`MR`] rows of [`NR`] values at `ldc` that
+/// the caller alone writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn store_tile(acc: &AccTile, cp: *mut f32, ldc: usize) {
+    use std::arch::x86_64::_mm512_storeu_ps;
+    for (r, row) in acc.iter().enumerate() {
+        let out = cp.add(r * ldc);
+        _mm512_storeu_ps(out, row[0]);
+        _mm512_storeu_ps(out.add(16), row[1]);
+        _mm512_storeu_ps(out.add(32), row[2]);
+    }
+}
+
 /// An in-place operation on a row segment of an output tile (a fused activation).
 pub type TilePost<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
@@ -321,7 +363,7 @@ pub(crate) mod test_cases {
 
     /// `(x·Wᵀ + b, Σ|terms|)` accumulated in f64: the exact products an f32 kernel forms, and
     /// the scale of its f32 rounding error.
-    pub fn f32_reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> (Vec<f64>, Vec<f64>) {
+    fn f32_reference(w: &[f32], bias: &[f32], x: &Matrix, n: usize) -> (Vec<f64>, Vec<f64>) {
         let k = x.cols;
         let (mut out, mut scale) = (vec![0.0; x.rows * n], vec![0.0; x.rows * n]);
         for i in 0..x.rows {
@@ -335,9 +377,26 @@ pub(crate) mod test_cases {
         (out, scale)
     }
 
+    /// Checks a kernel that accumulates exact products in f32 on the ragged shapes and `extra`
+    /// ones: `matmul(w, bias, x, post)` packs and multiplies; the result must be within f32
+    /// rounding of the exact product of the `round`ed weights.
+    pub fn check_f32_accumulation(
+        extra: &[(usize, usize, usize)],
+        round: impl Fn(f32) -> f32,
+        matmul: impl Fn(&[f32], &[f32], &Matrix, Option<super::TilePost>) -> Matrix,
+    ) {
+        for &(m, k, n) in RAGGED.iter().chain(extra) {
+            let (w, bias, x) = inputs(m, k, n);
+            let got = with_post_op_checked((m, k, n), |post| matmul(&w, &bias, &x, post));
+            let rounded: Vec<f32> = w.iter().map(|&v| round(v)).collect();
+            let (want, scale) = f32_reference(&rounded, &bias, &x, n);
+            assert_within_f32_rounding(&got, &want, &scale, (m, k, n));
+        }
+    }
+
     /// Asserts `got` (`[m, n]`) is within f32 accumulation error of `want`: for `k + 1` terms,
     /// `|error| ≤ (k + 1)·2⁻²⁴·Σ|terms|` (`scale`, from [`f32_reference`]).
-    pub fn assert_within_f32_rounding(
+    fn assert_within_f32_rounding(
         got: &Matrix,
         want: &[f64],
         scale: &[f64],
