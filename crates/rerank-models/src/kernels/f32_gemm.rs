@@ -9,19 +9,8 @@
 //! reference's: f32 products and f32 sums (in a different order than a blocked GEMM's, so
 //! results move by rounding only).
 
-use std::ops::Range;
-
-use super::{post_process_tile, tiled_output_with, unpad, PanelPrefetch, TilePost, Tiling, MR, NR};
+use super::{post_process_tile, tiled_output, unpad, PanelPrefetch, TilePost, MR, NR};
 use crate::layers::Matrix;
-
-/// The f32 kernel's tiling: 8 × 48 tiles in 64-row blocks, the whole depth in one pass (a
-/// panel, `k × 192` bytes, is read from L2 by the block's eight tiles).
-const F32_AVX512: Tiling = Tiling {
-    mr: MR,
-    nr: NR,
-    mc: 64,
-    kc: usize::MAX,
-};
 
 /// True when this CPU runs the f32 kernel (AVX-512F).
 pub fn supported() -> bool {
@@ -81,7 +70,7 @@ impl PackedF32 {
     pub fn matmul(&self, x: &Matrix, post: Option<TilePost>) -> Matrix {
         assert_eq!(x.cols, self.k, "f32 gemm input width");
         assert!(supported(), "the f32 gemm needs AVX-512F");
-        let (m, k, t) = (x.rows, self.k, F32_AVX512);
+        let (m, k) = (x.rows, self.k);
         let m_pad = m.div_ceil(MR) * MR;
         let ldc = self.panels * NR;
         // The rows of a last partial tile, zero-padded to MR.
@@ -89,7 +78,7 @@ impl PackedF32 {
         let mut tail = vec![0.0f32; if full < m { MR * k } else { 0 }];
         tail[..(m - full) * k].copy_from_slice(&x.data[full * k..]);
         let panel_len = k * NR;
-        let c = tiled_output_with(t, m_pad, self.panels, k, |row0, p, depth, corner| {
+        let c = tiled_output(m_pad, self.panels, |row0, p, corner| {
             let a = if row0 < full {
                 &x.data[row0 * k..(row0 + MR) * k]
             } else {
@@ -97,23 +86,15 @@ impl PackedF32 {
             };
             let b = &self.data[p * panel_len..(p + 1) * panel_len];
             let bias = &self.bias[p * NR..(p + 1) * NR];
-            let prefetch = PanelPrefetch::next_panel_share_tiled(
-                t,
-                &self.data,
-                panel_len,
-                p,
-                self.panels,
-                row0,
-                m_pad,
-            );
-            let last = depth.end == k;
+            let prefetch =
+                PanelPrefetch::next_panel_share(&self.data, panel_len, p, self.panels, row0, m_pad);
             // SAFETY: `supported()` holds (asserted above); `a` holds MR rows of `k` values,
-            // `b` a panel of `k × NR` values, `bias` NR values, `depth` lies in `0..k`, and
-            // `corner` starts an MR × NR tile of the output (row stride `ldc`) that no other
-            // call writes and that earlier passes wrote; `post` sees only that tile.
+            // `b` a panel of `k × NR` values, `bias` NR values, and `corner` starts an MR × NR
+            // tile of the output (row stride `ldc`) that no other call writes; `post` sees only
+            // that tile.
             unsafe {
-                kernel_8x48(depth, a, k, b, bias, corner, ldc, prefetch);
-                if let (true, Some(post)) = (last, post) {
+                kernel_8x48(k, a, b, bias, corner, ldc, prefetch);
+                if let Some(post) = post {
                     post_process_tile(corner, ldc, post);
                 }
             }
@@ -122,20 +103,17 @@ impl PackedF32 {
     }
 }
 
-/// One 8 × 48 tile over `depth`: `c[r][j] (+)= Σ_{t ∈ depth} a[r·lda + t] · w[t][j]`,
-/// starting from `bias` when `depth` starts at 0 and from `c` otherwise.
+/// One 8 × 48 tile: `c[r][j] = bias[j] + Σ_{t < k} a[r·k + t] · w[t][j]`.
 ///
 /// # Safety
-/// AVX-512F must be present; `a` must hold 8 rows of stride `lda ≥ depth.end`, `b`
-/// the panel's `48·depth.end` values, `bias` 48 values, and `cp` must start an 8 × 48 tile of
-/// row stride `ldc` that the caller alone writes (already written unless `depth` starts at 0).
+/// AVX-512F must be present; `a` must hold 8 rows of `k` values, `b` the panel's `48·k`
+/// values, `bias` 48 values, and `cp` must start an 8 × 48 tile of row stride `ldc` that the
+/// caller alone writes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_8x48(
-    depth: Range<usize>,
+    k: usize,
     a: &[f32],
-    lda: usize,
     b: &[f32],
     bias: &[f32],
     cp: *mut f32,
@@ -143,16 +121,12 @@ unsafe fn kernel_8x48(
     prefetch: PanelPrefetch,
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(b.len() >= NR * depth.end && bias.len() >= NR);
-    debug_assert!(lda >= depth.end && a.len() >= (MR - 1) * lda + depth.end);
+    debug_assert!(b.len() >= NR * k && bias.len() >= NR);
+    debug_assert!(a.len() >= MR * k);
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = if depth.start == 0 {
-        super::load_tile(bias.as_ptr(), 0)
-    } else {
-        super::load_tile(cp, ldc)
-    };
+    let mut acc = super::load_tile(bias.as_ptr(), 0);
     // One k step reads three cache lines of the panel: prefetch three lines of the next one.
-    for t in depth {
+    for t in 0..k {
         prefetch.touch(3 * t);
         prefetch.touch(3 * t + 1);
         prefetch.touch(3 * t + 2);
@@ -161,7 +135,7 @@ unsafe fn kernel_8x48(
         let w1 = _mm512_loadu_ps(w.add(16));
         let w2 = _mm512_loadu_ps(w.add(32));
         for (r, row) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*ap.add(r * lda + t));
+            let x = _mm512_set1_ps(*ap.add(r * k + t));
             row[0] = _mm512_fmadd_ps(x, w0, row[0]);
             row[1] = _mm512_fmadd_ps(x, w1, row[1]);
             row[2] = _mm512_fmadd_ps(x, w2, row[2]);
@@ -171,11 +145,9 @@ unsafe fn kernel_8x48(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_8x48(
-    _: Range<usize>,
-    _: &[f32],
     _: usize,
+    _: &[f32],
     _: &[f32],
     _: &[f32],
     _: *mut f32,
