@@ -47,6 +47,29 @@ pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Runs `work` on a new thread with a private one-thread pool (its parallel regions included)
+/// and waits for it: for a measurement taken once per process under a lock, such as a kernel
+/// choice. Waiting on rayon's shared pool instead would let the waiting thread take up other
+/// queued work meanwhile, including work that wants the same lock (a deadlock), and the
+/// shared pool's threads may themselves be blocked on that lock.
+pub(crate) fn measure_alone<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                Ok(pool) => pool.install(|| {
+                    flush_denormals();
+                    work()
+                }),
+                // No thread to spare: measure on this one.
+                Err(_) => work(),
+            }
+        });
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Sets flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) on the calling thread, as
 /// oneDNN and ONNX Runtime allow: denormal inputs and results become zero. Some cores (Intel's)
 /// take microcode assists on denormal arithmetic that slow a GEMM up to 3×; the results move

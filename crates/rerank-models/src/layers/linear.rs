@@ -30,10 +30,11 @@ enum Bf16Choice {
 }
 
 /// The bf16 kernel for this CPU, chosen once per process. Where two or more bf16 kernels can
-/// run (AMX, AVX512_BF16, AVX2+FMA), a short timed GEMM (64 × 1024 × 1024, best of 5, a few
-/// milliseconds) picks the fastest of AMX `tdpbf16ps`, `vdpbf16ps`, the widening kernel and
-/// the f32 kernel on bf16-rounded weights: some cores run `vdpbf16ps` slower than f32 FMAs, and bf16 must never
-/// be slower than f32. The bf16-storage kernels win ties within 5 % (half the memory).
+/// run (AMX, AVX512_BF16, AVX2+FMA), a short timed GEMM on one thread (64 × 1024 × 1024, best
+/// of 5, a few milliseconds) picks the fastest of AMX `tdpbf16ps`, `vdpbf16ps`, the widening
+/// kernel and the f32 kernel on bf16-rounded weights: some cores run `vdpbf16ps` slower than
+/// f32 FMAs, and bf16 must never be slower than f32. The bf16-storage kernels win ties within
+/// 5 % (half the memory).
 fn bf16_choice() -> Bf16Choice {
     static CHOICE: std::sync::OnceLock<Bf16Choice> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
@@ -51,36 +52,36 @@ fn bf16_choice() -> Bf16Choice {
             return candidates.first().copied().unwrap_or(Bf16Choice::F32);
         }
         candidates.push(Bf16Choice::F32);
-        runtime::on_pool(|| {
+        let times = runtime::measure_alone(|| {
             let (weight, x) = probe_gemm(64, 1024, 1024);
             let layers: Vec<Linear> = candidates
                 .iter()
                 .map(|&choice| Linear::with_kernel(&weight, x.cols, 1024, choice))
                 .collect();
-            let times = best_times(&layers, &x);
-            // bf16 storage wins ties within 5 % (half the memory traffic).
-            let handicap = |c: Bf16Choice| if c == Bf16Choice::F32 { 1.05 } else { 1.0 };
-            candidates
-                .iter()
-                .zip(times)
-                .map(|(&c, t)| (t * handicap(c), c))
-                .min_by(|a, b| a.0.total_cmp(&b.0))
-                .map_or(Bf16Choice::F32, |(_, c)| c)
-        })
+            best_times(&layers, &x)
+        });
+        // bf16 storage wins ties within 5 % (half the memory traffic).
+        let handicap = |c: Bf16Choice| if c == Bf16Choice::F32 { 1.05 } else { 1.0 };
+        candidates
+            .iter()
+            .zip(times)
+            .map(|(&c, t)| (t * handicap(c), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(Bf16Choice::F32, |(_, c)| c)
     })
 }
 
 /// True when f32 layers run on the pre-packed AVX-512 kernel ([`f32_gemm`]) rather than the
-/// `gemm` crate, chosen once per process by a short timed GEMM (512 × 768 × 768, the shape of
-/// an encoder's attention output on a block of sequences, best of 5, about 15 ms).
+/// `gemm` crate, chosen once per process by a short timed GEMM on one thread (256 × 768 × 768,
+/// an encoder's attention output projection, best of 5, about 15 ms).
 fn f32_runs_packed() -> bool {
     static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PACKED.get_or_init(|| {
         if !f32_gemm::supported() {
             return false;
         }
-        runtime::on_pool(|| {
-            let (weight, x) = probe_gemm(512, 768, 768);
+        let times = runtime::measure_alone(|| {
+            let (weight, x) = probe_gemm(256, 768, 768);
             let layer = |kernel| Linear {
                 kernel,
                 bias: None,
@@ -91,11 +92,11 @@ fn f32_runs_packed() -> bool {
             let crate_gemm = layer(Kernel::F32 {
                 weight_t: transpose(&weight, 768, 768),
             });
-            let times = best_times(&[packed, crate_gemm], &x);
-            // The `gemm` crate must be clearly faster (5 %) to be chosen: one noisy round must
-            // not cost the whole process the faster kernel.
-            times[1] >= 0.95 * times[0]
-        })
+            best_times(&[packed, crate_gemm], &x)
+        });
+        // The `gemm` crate must be clearly faster (5 %) to be chosen: one noisy round must
+        // not cost the whole process the faster kernel.
+        times[1] >= 0.95 * times[0]
     })
 }
 
