@@ -128,20 +128,14 @@ impl DecoderLayer {
         rows: QueryRows,
     ) -> Matrix {
         let may_start = |s| packing.starts_group(s);
-        blockwise_where(
-            x,
-            packing.cu_seqlens,
-            rows,
-            may_start,
-            |block, first, cu| {
-                let prefix_of = packing.local_prefixes(first, first + cu.len() - 1);
-                let local = Packing {
-                    cu_seqlens: cu,
-                    prefix_of: &prefix_of,
-                };
-                self.forward_block(block, &local, rope, rows)
-            },
-        )
+        blockwise_where(x, packing.cu_seqlens, may_start, |block, first, cu| {
+            let prefix_of = packing.local_prefixes(first, first + cu.len() - 1);
+            let local = Packing {
+                cu_seqlens: cu,
+                prefix_of: &prefix_of,
+            };
+            self.forward_block(block, &local, rope, rows)
+        })
     }
 
     fn forward_block(

@@ -125,12 +125,11 @@ pub(crate) fn query_rows(cu_seqlens: &[usize], rows: QueryRows) -> Option<Vec<us
 /// and in cache, and peak memory does not grow with the batch beyond input and output. Blocks
 /// start only at the sequences `may_start(s)` allows (those that do not continue another, for
 /// a [`crate::layers::Packing`]); `layer(block, first, local_cu)` gets the block, the index of
-/// its first sequence and its own `cu_seqlens`, and returns one row per token, or one per
-/// sequence when `rows` is [`QueryRows::FirstOnly`] or [`QueryRows::LastOnly`].
+/// its first sequence and its own `cu_seqlens`, and returns one row per token or one per
+/// sequence.
 pub(crate) fn blockwise_where(
     x: &Matrix,
     cu_seqlens: &[usize],
-    rows: QueryRows,
     may_start: impl Fn(usize) -> bool,
     layer: impl Fn(&Matrix, usize, &[usize]) -> Matrix,
 ) -> Matrix {
@@ -138,25 +137,35 @@ pub(crate) fn blockwise_where(
     if blocks.len() <= 1 {
         return layer(x, 0, cu_seqlens);
     }
-    let out_rows = match rows {
-        QueryRows::All => x.rows,
-        QueryRows::FirstOnly | QueryRows::LastOnly => cu_seqlens.len() - 1,
-    };
-    let mut out = Vec::new();
-    let mut cols = x.cols;
-    for (first, last) in blocks {
-        let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
-        let block = Matrix::from_vec(
-            x.data[start * x.cols..end * x.cols].to_vec(),
-            end - start,
-            x.cols,
-        );
-        let local: Vec<usize> = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
-        let done = layer(&block, first, &local);
-        cols = done.cols;
-        out.extend(done.data);
+    let outputs = blocks.into_iter().map(|range| {
+        let (block, local) = sequence_block(x, cu_seqlens, range);
+        layer(&block, range.0, &local)
+    });
+    stack_rows(outputs.collect(), x.cols)
+}
+
+/// Sequences `first..last` of a packed batch as a batch of their own: their rows, and their
+/// `cu_seqlens` counted from 0.
+fn sequence_block(
+    x: &Matrix,
+    cu_seqlens: &[usize],
+    (first, last): (usize, usize),
+) -> (Matrix, Vec<usize>) {
+    let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
+    let rows = x.data[start * x.cols..end * x.cols].to_vec();
+    let local = cu_seqlens[first..=last].iter().map(|c| c - start).collect();
+    (Matrix::from_vec(rows, end - start, x.cols), local)
+}
+
+/// The rows of `parts`, one part after another (`cols` wide when there are no parts).
+fn stack_rows(parts: Vec<Matrix>, cols: usize) -> Matrix {
+    let rows = parts.iter().map(|m| m.rows).sum();
+    let cols = parts.first().map_or(cols, |m| m.cols);
+    let mut data = Vec::with_capacity(rows * cols);
+    for part in parts {
+        data.extend(part.data);
     }
-    Matrix::from_vec(out, out_rows, cols)
+    Matrix::from_vec(data, rows, cols)
 }
 
 /// Splits sequences `0..n` into consecutive runs `(first, last)` (sequences `first..last`) of
@@ -215,25 +224,14 @@ impl TransformerEncoder {
         if blocks.len() <= 1 {
             return self.forward_block(x, cu_seqlens, first_token_only);
         }
-        let cols = x.cols;
         let outputs: Vec<Matrix> = blocks
-            .par_iter()
-            .map(|&(first, last)| {
-                let (start, end) = (cu_seqlens[first], cu_seqlens[last]);
-                let block =
-                    Matrix::from_vec(x.data[start * cols..end * cols].to_vec(), end - start, cols);
-                let local: Vec<usize> =
-                    cu_seqlens[first..=last].iter().map(|c| c - start).collect();
+            .into_par_iter()
+            .map(|range| {
+                let (block, local) = sequence_block(&x, cu_seqlens, range);
                 self.forward_block(block, &local, first_token_only)
             })
             .collect();
-        let rows = outputs.iter().map(|m| m.rows).sum();
-        let out_cols = outputs.first().map_or(cols, |m| m.cols);
-        let mut data = Vec::with_capacity(rows * out_cols);
-        for out in outputs {
-            data.extend(out.data);
-        }
-        Matrix::from_vec(data, rows, out_cols)
+        stack_rows(outputs, x.cols)
     }
 
     /// Every layer over one block of whole sequences.
