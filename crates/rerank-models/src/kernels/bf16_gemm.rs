@@ -73,17 +73,13 @@ impl PackedBf16 {
                 }
             }
         }
-        let mut padded_bias = vec![0.0; panels * NR];
-        if let Some(b) = bias {
-            padded_bias[..n].copy_from_slice(b);
-        }
         Self {
             k,
             n,
             k2,
             panels,
             data,
-            bias: padded_bias,
+            bias: super::padded_bias(bias, panels * NR),
         }
     }
 

@@ -77,17 +77,13 @@ impl PackedBf16W {
                 }
             }
         }
-        let mut padded_bias = vec![0.0; panels * nr];
-        if let Some(b) = bias {
-            padded_bias[..n].copy_from_slice(b);
-        }
         Self {
             k,
             n,
             panels,
             tiling,
             data,
-            bias: padded_bias,
+            bias: super::padded_bias(bias, panels * nr),
         }
     }
 

@@ -192,6 +192,15 @@ pub(crate) unsafe fn store_tile(acc: &AccTile, cp: *mut f32, ldc: usize) {
     }
 }
 
+/// A bias zero-padded to `len` values (a packed weight's whole panels); zeros without one.
+pub(crate) fn padded_bias(bias: Option<&[f32]>, len: usize) -> Vec<f32> {
+    let mut padded = vec![0.0; len];
+    if let Some(b) = bias {
+        padded[..b.len()].copy_from_slice(b);
+    }
+    padded
+}
+
 /// An in-place operation on a row segment of an output tile (a fused activation).
 pub type TilePost<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
